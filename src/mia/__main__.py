@@ -1,0 +1,3 @@
+from mia.cli.main import main
+
+raise SystemExit(main())
