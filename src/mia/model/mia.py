@@ -1,0 +1,92 @@
+"""The MIA model (paper Fig. 4): encoders, the RGA and BFM MLPs, the shared ID classifier.
+
+The model's job ends at :meth:`MIA.encode_images` / :meth:`MIA.encode_texts`; similarities
+are pure functions of their outputs (:mod:`mia.model.similarity`), so a gallery is encoded
+once and scored many times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
+from mia.model.image_encoder import ImageEncoder
+from mia.model.mlp import mlp
+from mia.model.text_encoder import TextEncoder
+
+# Parameter groups a training step can unfreeze, by module-name prefix.
+PARAMETER_GROUPS = {
+    "backbone": ("image_encoder.backbone.",),
+    "global_fc": ("image_encoder.global_fc.",),
+    "part_branch": ("image_encoder.part_conv.", "image_encoder.part_proj."),
+    "text": ("text_encoder.",),
+    "classifier": ("classifier.",),
+    "rga": ("mlp_v_rga.", "mlp_t_rga."),
+    "bfm": ("mlp_v_bfm.", "mlp_t_bfm."),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters (paper defaults; demo configs shrink them)."""
+
+    backbone: str = "vgg16"
+    embed_dim: int = 1024  # V = C = N = P: joint space of I, T, N_j, P_i
+    part_channels: int = 1024  # output of the 1x1 conv; != embed_dim adds part_proj
+    num_parts: int = 6  # n
+    word_dim: int = 300  # E
+    gru_hidden: int = 1024  # H
+    mlp_hidden: int = 1024
+    small_width: int = 32  # channel width of the "small" backbone
+
+
+class MIA(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int, num_classes: int):
+        super().__init__()
+        self.config = config
+        d, h = config.embed_dim, config.mlp_hidden
+        self.image_encoder = ImageEncoder(
+            backbone=config.backbone, embed_dim=d, part_channels=config.part_channels,
+            num_parts=config.num_parts, small_width=config.small_width)
+        self.text_encoder = TextEncoder(vocab_size=vocab_size, word_dim=config.word_dim,
+                                        hidden=config.gru_hidden, embed_dim=d)
+        self.mlp_v_rga, self.mlp_t_rga = mlp(d, h, d), mlp(d, h, d)
+        self.mlp_v_bfm, self.mlp_t_bfm = mlp(d, h, d), mlp(d, h, d)
+        self.classifier = nn.Linear(d, num_classes)  # W_s, b_s shared by I and T (Eq. 19)
+
+    def encode_images(self, images: Tensor, with_parts: bool = True) -> ImageEmbeddings:
+        """images [B, 3, H, W] -> I, P and the visual MLP outputs."""
+        global_, parts = self.image_encoder(images, with_parts=with_parts)
+        if parts is None:
+            empty = global_.new_zeros(global_.shape[0], 0, global_.shape[1])
+            return ImageEmbeddings(global_, empty, empty, empty)
+        return ImageEmbeddings(global_, parts, self.mlp_v_rga(parts), self.mlp_v_bfm(parts))
+
+    def encode_texts(self, tokens: Tensor, lengths: Tensor, phrase_tokens: Tensor | None = None,
+                     phrase_lengths: Tensor | None = None,
+                     phrase_mask: Tensor | None = None) -> TextEmbeddings:
+        """Token ids -> T, N_1..N_m and the textual MLP outputs (see TextEncoder.forward)."""
+        global_, phrases = self.text_encoder(tokens, lengths, phrase_tokens, phrase_lengths,
+                                             phrase_mask)
+        if phrases is None:
+            empty = global_.new_zeros(global_.shape[0], 0, global_.shape[1])
+            mask = torch.zeros(global_.shape[0], 0, dtype=torch.bool, device=global_.device)
+            return TextEmbeddings(global_, empty, mask, empty, empty)
+        return TextEmbeddings(global_, phrases, phrase_mask, self.mlp_t_rga(phrases),
+                              self.mlp_t_bfm(phrases))
+
+    def group_parameters(self, group: str) -> list[nn.Parameter]:
+        prefixes = PARAMETER_GROUPS[group]
+        return [p for name, p in self.named_parameters() if name.startswith(prefixes)]
+
+    def group_modules(self, group: str) -> list[nn.Module]:
+        prefixes = tuple(p.rstrip(".") for p in PARAMETER_GROUPS[group])
+        return [m for name, m in self.named_modules() if name in prefixes]
+
+    def describe(self) -> dict:
+        return {"config": asdict(self.config),
+                "parameters": {g: sum(p.numel() for p in self.group_parameters(g))
+                               for g in PARAMETER_GROUPS}}
