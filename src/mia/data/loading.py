@@ -1,0 +1,255 @@
+"""Torch datasets, collation and batch samplers for training and evaluation.
+
+- :class:`CaptionCorpus` turns parsed captions into token ids with a vocabulary.
+- :class:`ImageStore` reads, resizes and normalises images (optionally cached in memory).
+- :class:`TrainPairs` gives one (image, caption) item per caption; :class:`GalleryImages`
+  one item per image and :class:`QueryCaptions` one per caption (gallery and queries are
+  separate at test time, so each image is encoded once).
+- :class:`UniqueImageBatchSampler` never puts one image twice in a batch (two captions of
+  one image must not be each other's negatives) and can sample P identities x K images.
+
+Randomness (sampling order, flips) is a pure function of (seed, epoch, index), so a
+resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from mia.data.images import load_image
+from mia.data.records import ImageRecord
+from mia.text.phrases import ParsedCaption
+from mia.text.vocab import Vocabulary
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EncodedCaption:
+    tokens: list[int]
+    phrases: list[list[int]]
+
+
+class CaptionCorpus:
+    """Token ids of captions and of their phrases, under one vocabulary."""
+
+    def __init__(self, parsed: dict[str, ParsedCaption], vocab: Vocabulary,
+                 max_phrases: int | None = None):
+        self.parsed, self.vocab, self.max_phrases = parsed, vocab, max_phrases
+
+    def encode(self, text: str) -> EncodedCaption:
+        parsed = self.parsed[text]
+        phrases = parsed.phrases[: self.max_phrases] if self.max_phrases else parsed.phrases
+        return EncodedCaption(self.vocab.encode(parsed.tokens),
+                              [self.vocab.encode(p) for p in phrases])
+
+
+def collate_captions(captions: Sequence[EncodedCaption]) -> dict[str, Tensor]:
+    """Pad a list of captions: tokens [B, L], lengths [B], phrase_tokens [B, m, Lp],
+    phrase_lengths [B, m], phrase_mask [B, m] (m, Lp: the batch maxima)."""
+    B = len(captions)
+    L = max(max(len(c.tokens) for c in captions), 1)
+    m = max(max(len(c.phrases) for c in captions), 1)
+    Lp = max((len(p) for c in captions for p in c.phrases), default=1)
+    tokens = torch.zeros(B, L, dtype=torch.long)
+    phrase_tokens = torch.zeros(B, m, Lp, dtype=torch.long)
+    phrase_lengths = torch.zeros(B, m, dtype=torch.long)
+    for b, cap in enumerate(captions):
+        tokens[b, : len(cap.tokens)] = torch.tensor(cap.tokens, dtype=torch.long)
+        for j, phrase in enumerate(cap.phrases):
+            phrase_tokens[b, j, : len(phrase)] = torch.tensor(phrase, dtype=torch.long)
+            phrase_lengths[b, j] = len(phrase)
+    return {"tokens": tokens, "lengths": torch.tensor([len(c.tokens) for c in captions]),
+            "phrase_tokens": phrase_tokens, "phrase_lengths": phrase_lengths,
+            "phrase_mask": phrase_lengths > 0}
+
+
+class ImageStore:
+    """Images resized to ``size`` = (H, W), as normalised float tensors [3, H, W].
+
+    With ``cache=True`` the resized uint8 pixels are kept in memory after the first read
+    (worth it for small datasets on CPU: decoding dominates otherwise).
+    """
+
+    def __init__(self, root: Path, size: tuple[int, int], cache: bool = False):
+        self.root, self.size, self.cache = Path(root), tuple(size), cache
+        self._pixels: dict[str, Tensor] = {}
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def pixels(self, file_path: str) -> Tensor:
+        """uint8 [3, H, W]."""
+        if file_path in self._pixels:
+            return self._pixels[file_path]
+        img = load_image(self.root / file_path)
+        h, w = self.size
+        if img.size != (w, h):
+            img = img.resize((w, h), resample=2)  # bilinear
+        tensor = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        if self.cache:
+            self._pixels[file_path] = tensor
+        return tensor
+
+    def load(self, file_path: str, flip: bool = False) -> Tensor:
+        x = self.pixels(file_path).float().div_(255)
+        if flip:
+            x = x.flip(-1)
+        return (x - self.mean) / self.std
+
+
+def _item_rng(*key: int) -> random.Random:
+    return random.Random(hash(tuple(key)) & 0xFFFFFFFFFFFF)
+
+
+class TrainPairs(Dataset):
+    """One item per caption: image (randomly mirrored), caption ids, label, image index."""
+
+    def __init__(self, records: list[ImageRecord], store: ImageStore, corpus: CaptionCorpus,
+                 labels: dict[int, int], flip: bool = True, seed: int = 0):
+        self.records, self.store, self.flip, self.seed = records, store, flip, seed
+        self.items = [(i, corpus.encode(c)) for i, r in enumerate(records) for c in r.captions]
+        self.labels = [labels[records[i].person_id] for i, _ in self.items]
+        self.epoch_key: tuple[int, ...] = (0,)
+
+    @property
+    def image_of(self) -> list[int]:
+        return [i for i, _ in self.items]
+
+    def set_epoch(self, *key: int) -> None:
+        """Key (e.g. step, epoch) that, with the seed, decides this epoch's random flips."""
+        self.epoch_key = key
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        image_index, caption = self.items[index]
+        flip = self.flip and _item_rng(self.seed, *self.epoch_key, index).random() < 0.5
+        return {"image": self.store.load(self.records[image_index].file_path, flip),
+                "caption": caption, "label": self.labels[index], "image_index": image_index}
+
+
+def collate_pairs(items: list[dict]) -> dict[str, Tensor]:
+    batch = collate_captions([it["caption"] for it in items])
+    batch["images"] = torch.stack([it["image"] for it in items])
+    batch["labels"] = torch.tensor([it["label"] for it in items])
+    batch["image_index"] = torch.tensor([it["image_index"] for it in items])
+    return batch
+
+
+class GalleryImages(Dataset):
+    """One item per image (evaluation and indexing)."""
+
+    def __init__(self, records: list[ImageRecord], store: ImageStore):
+        self.records, self.store = records, store
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.store.load(self.records[index].file_path)
+
+
+class QueryCaptions(Dataset):
+    """One item per caption text (evaluation)."""
+
+    def __init__(self, texts: list[str], corpus: CaptionCorpus):
+        self.texts, self.corpus = texts, corpus
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: int) -> EncodedCaption:
+        return self.corpus.encode(self.texts[index])
+
+
+class UniqueImageBatchSampler(Sampler[list[int]]):
+    """Batches of caption indices in which no image appears twice.
+
+    ``pk=(P, K)`` samples P identities x K images (one caption each) instead of shuffling
+    all captions. ``rank``/``world_size`` give each process its share of every global
+    batch (distributed training sees the same global batches as one process).
+    """
+
+    def __init__(self, image_of: Sequence[int], batch_size: int, seed: int = 0,
+                 person_of: Sequence[int] | None = None, pk: tuple[int, int] | None = None,
+                 rank: int = 0, world_size: int = 1, min_batch: int = 2):
+        if pk is not None and person_of is None:
+            raise ValueError("P x K sampling needs the person of every caption")
+        self.image_of, self.batch_size, self.seed = list(image_of), batch_size, seed
+        self.person_of = list(person_of) if person_of is not None else None
+        self.pk, self.rank, self.world_size = pk, rank, world_size
+        self.min_batch = max(min_batch, world_size)
+        self.epoch_key: tuple[int, ...] = (0,)
+
+    def set_epoch(self, *key: int) -> None:
+        self.epoch_key = key
+
+    def global_batches(self) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, *self.epoch_key, 7])
+        if self.pk is not None:
+            return self._pk_batches(rng)
+        order = rng.permutation(len(self.image_of)).tolist()
+        return [b for b in self._unique_batches(order, self.batch_size)
+                if len(b) >= self.min_batch]
+
+    def _unique_batches(self, order: list[int], size: int) -> Iterator[list[int]]:
+        """Fill batches in ``order``; a caption whose image is already in the batch is
+        deferred to the front of the next batch."""
+        queue, deferred = deque(order), []
+        batch: list[int] = []
+        used: set[int] = set()
+        while queue or deferred:
+            if not queue:  # only deferred captions left (their images are in this batch)
+                yield batch
+                batch, used = [], set()
+                queue.extend(deferred)
+                deferred = []
+            j = queue.popleft()
+            if self.image_of[j] in used:
+                deferred.append(j)
+                continue
+            batch.append(j)
+            used.add(self.image_of[j])
+            if len(batch) == size:
+                yield batch
+                batch, used = [], set()
+                queue.extendleft(reversed(deferred))
+                deferred = []
+        if batch:
+            yield batch
+
+    def _pk_batches(self, rng: np.random.Generator) -> list[list[int]]:
+        P, K = self.pk
+        by_person: dict[int, dict[int, list[int]]] = {}
+        for idx, (pid, img) in enumerate(zip(self.person_of, self.image_of)):
+            by_person.setdefault(pid, {}).setdefault(img, []).append(idx)
+        people = sorted(by_person)
+        rng.shuffle(people)
+        batches = []
+        for start in range(0, len(people) - P + 1, P):
+            batch = []
+            for pid in people[start:start + P]:
+                images = sorted(by_person[pid])
+                for img in rng.permutation(images)[:K].tolist():
+                    captions = by_person[pid][img]
+                    batch.append(captions[int(rng.integers(len(captions)))])
+            batches.append(batch)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.global_batches():
+            yield batch[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        return len(self.global_batches())

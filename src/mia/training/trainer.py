@@ -1,0 +1,163 @@
+"""Step training (paper Sec. III-B.2): the steps of the config run in order, each with its
+own trainable parameter groups, losses, optimizer and schedule."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mia.data.loading import TrainPairs, UniqueImageBatchSampler, collate_pairs
+from mia.model.mia import MIA, PARAMETER_GROUPS
+from mia.training.config import Config, StepConfig
+from mia.training.hooks import Hook, finite_or_raise
+from mia.training.objectives import compute_losses, needs
+
+log = logging.getLogger(__name__)
+
+
+def set_trainable(model: MIA, groups: list[str]) -> list[torch.nn.Parameter]:
+    """Unfreeze exactly ``groups``; frozen modules go to eval mode (BatchNorm statistics
+    stay fixed). Returns the trainable parameters."""
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = []
+    for group in PARAMETER_GROUPS:
+        if group in groups:
+            for p in model.group_parameters(group):
+                p.requires_grad_(True)
+                params.append(p)
+        else:
+            for module in model.group_modules(group):
+                module.eval()
+    return params
+
+
+class Trainer:
+    def __init__(self, config: Config, model: MIA, pairs: TrainPairs,
+                 sampler: UniqueImageBatchSampler, hooks: list[Hook], *, num_classes: int,
+                 vocab_fingerprint: str, device: torch.device, progress: bool = True):
+        self.config, self.model, self.pairs, self.sampler = config, model, pairs, sampler
+        self.hooks, self.device, self.progress = hooks, device, progress
+        self.num_classes, self.vocab_fingerprint = num_classes, vocab_fingerprint
+        self.steps = list(config.steps.items())
+        self.optimizer = self.scheduler = None
+        self.best: dict | None = None
+        self.history: list[dict] = []
+        self.position = {"step": 0, "epoch": 0}
+        self.global_iteration = 0
+
+    @property
+    def is_last_step(self) -> bool:
+        return self.position["step"] >= len(self.steps) - 1
+
+    def _make_optimizer(self, step: StepConfig) -> None:
+        params = set_trainable(self.model, step.train)
+        self.optimizer = torch.optim.Adam(params, lr=step.lr, weight_decay=step.weight_decay)
+        self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, step.lr_step,
+                                                          step.lr_gamma)
+                          if step.lr_step else None)
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint written by the Checkpointer."""
+        self.model.load_state_dict(state["model"])
+        self.best, self.history = state.get("best"), list(state.get("history", []))
+        self.position = dict(state["position"])
+        self.global_iteration = sum(h.get("iterations", 0) for h in self.history)
+        s = self.position["step"]
+        if s < len(self.steps) and self.position["epoch"] > 0:  # mid-step: same optimizer
+            self._make_optimizer(self.steps[s][1])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler"):
+                self.scheduler.load_state_dict(state["scheduler"])
+
+    def fit(self) -> list[dict]:
+        try:
+            while self.position["step"] < len(self.steps):
+                s = self.position["step"]
+                name, step = self.steps[s]
+                if self.position["epoch"] == 0 or self.optimizer is None:
+                    self._make_optimizer(step)
+                while self.position["epoch"] < step.epochs:
+                    self._epoch(s, name, step)
+                self.position = {"step": s + 1, "epoch": 0}
+                self.optimizer = self.scheduler = None
+                for hook in self.hooks:
+                    hook.after_step(self, name)
+        finally:
+            for hook in self.hooks:
+                hook.close()
+        return self.history
+
+    def _epoch(self, s: int, name: str, step: StepConfig) -> None:
+        epoch = self.position["epoch"]
+        set_trainable(self.model, step.train)  # restore train/eval modes after validation
+        self.sampler.set_epoch(s, epoch)
+        self.pairs.set_epoch(s, epoch)
+        loader = DataLoader(self.pairs, batch_sampler=self.sampler, collate_fn=collate_pairs,
+                            num_workers=self.config.data.workers,
+                            pin_memory=self.device.type == "cuda")
+        with_parts, _ = needs(step.losses)
+        sums: dict[str, float] = defaultdict(float)
+        started, iterations = time.time(), 0
+        bar = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{step.epochs}", unit="batch",
+                   disable=not self.progress, leave=False)
+        for iterations, batch in enumerate(bar, 1):
+            terms = self._train_iteration(batch, step, with_parts,
+                                          f"step '{name}', epoch {epoch + 1}, "
+                                          f"iteration {iterations}")
+            for key, value in terms.items():
+                sums[key] += value
+            self.global_iteration += 1
+            bar.set_postfix(loss=f"{sum(terms.values()):.3f}")
+            record = {"type": "iteration", "step": name, "epoch": epoch + 1,
+                      "iteration": iterations, "global_iteration": self.global_iteration,
+                      "lr": self.optimizer.param_groups[0]["lr"], "losses": terms}
+            for hook in self.hooks:
+                hook.after_iteration(self, record)
+        bar.close()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.position = {"step": s, "epoch": epoch + 1}
+        record = {"type": "epoch", "step": name, "epoch": epoch + 1,
+                  "global_epoch": len(self.history) + 1, "iterations": iterations,
+                  "seconds": round(time.time() - started, 2),
+                  "pairs_per_second": round(iterations and len(self.pairs) /
+                                            max(time.time() - started, 1e-9), 1),
+                  "losses": {k: v / max(iterations, 1) for k, v in sums.items()}}
+        self.history.append(record)
+        for hook in self.hooks:  # validation, then logging, then checkpoints
+            hook.after_epoch(self, record)
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in record["losses"].items())
+        log.info("%s epoch %d/%d: %s (%.1fs)", name, epoch + 1, step.epochs, losses,
+                 record["seconds"])
+
+    def _train_iteration(self, batch: dict, step: StepConfig, with_parts: bool,
+                         where: str) -> dict[str, float]:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        precision = self.config.train.precision
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            img = self.model.encode_images(batch["images"], with_parts=with_parts)
+            text_inputs = {k: batch[k] for k in ("tokens", "lengths")}
+            if with_parts:
+                text_inputs.update({k: batch[k] for k in
+                                    ("phrase_tokens", "phrase_lengths", "phrase_mask")})
+            txt = self.model.encode_texts(**text_inputs)
+            terms = compute_losses(self.model, img, txt, batch["labels"], batch["image_index"],
+                                   step.losses, self.config.train.margin)
+        finite_or_raise(terms, where)
+        loss = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]],
+                self.config.train.grad_clip)
+        self.optimizer.step()
+        return {k: float(v.detach()) for k, v in terms.items()}
