@@ -18,9 +18,10 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(self, *, backbone: str, embed_dim: int, part_channels: int, num_parts: int,
-                 small_width: int = 32):
+                 small_width: int = 32, last_stride: int = 1):
         super().__init__()
-        self.backbone, channels = build_backbone(backbone, small_width=small_width)
+        self.backbone, channels = build_backbone(backbone, small_width=small_width,
+                                                 last_stride=last_stride)
         self.num_parts = num_parts
         self.global_fc = nn.Linear(channels, embed_dim)
         self.part_conv = nn.Conv2d(channels, part_channels, kernel_size=1)

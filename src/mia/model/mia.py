@@ -41,6 +41,14 @@ class ModelConfig:
     gru_hidden: int = 1024  # H
     mlp_hidden: int = 1024
     small_width: int = 32  # channel width of the "small" backbone
+    last_stride: int = 1  # stride of the last stage of resnet50 / efficientnet_lite0
+    # Initial backbone weights: null (random), "imagenet", or a state_dict file. Only used
+    # when a run starts; checkpoints carry the trained weights.
+    pretrained: str | None = None
+
+
+# ModelConfig fields that do not change the architecture (not compared with checkpoints)
+NON_ARCHITECTURE = ("pretrained",)
 
 
 class MIA(nn.Module):
@@ -50,12 +58,21 @@ class MIA(nn.Module):
         d, h = config.embed_dim, config.mlp_hidden
         self.image_encoder = ImageEncoder(
             backbone=config.backbone, embed_dim=d, part_channels=config.part_channels,
-            num_parts=config.num_parts, small_width=config.small_width)
+            num_parts=config.num_parts, small_width=config.small_width,
+            last_stride=config.last_stride)
         self.text_encoder = TextEncoder(vocab_size=vocab_size, word_dim=config.word_dim,
                                         hidden=config.gru_hidden, embed_dim=d)
         self.mlp_v_rga, self.mlp_t_rga = mlp(d, h, d), mlp(d, h, d)
         self.mlp_v_bfm, self.mlp_t_bfm = mlp(d, h, d), mlp(d, h, d)
         self.classifier = nn.Linear(d, num_classes)  # W_s, b_s shared by I and T (Eq. 19)
+
+    def load_pretrained_backbone(self) -> None:
+        """Initialise the CNN from ``config.pretrained`` (no-op when it is null)."""
+        if self.config.pretrained:
+            from mia.model.pretrained import load_backbone_weights
+
+            load_backbone_weights(self.image_encoder.backbone, self.config.backbone,
+                                  self.config.pretrained)
 
     def encode_images(self, images: Tensor, with_parts: bool = True) -> ImageEmbeddings:
         """images [B, 3, H, W] -> I, P and the visual MLP outputs."""

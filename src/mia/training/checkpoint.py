@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mia.model.mia import MIA, ModelConfig
+from mia.model.mia import MIA, NON_ARCHITECTURE, ModelConfig
 from mia.utils.errors import CheckpointError
 from mia.utils.io import atomic_torch_save
 
@@ -51,7 +51,7 @@ def check_compatible(state: dict, path: str | Path, model_config: ModelConfig,
     """Raise CheckpointError naming every difference between a checkpoint and a run."""
     diffs = []
     expected = dataclasses.asdict(model_config)
-    for key in sorted(set(expected) | set(state["model_config"])):
+    for key in sorted((set(expected) | set(state["model_config"])) - set(NON_ARCHITECTURE)):
         ours, theirs = expected.get(key), state["model_config"].get(key)
         if ours != theirs:
             diffs.append(f"model.{key}: checkpoint {theirs!r}, config {ours!r}")

@@ -129,4 +129,4 @@ def finite_or_raise(terms: dict[str, torch.Tensor], where: str) -> None:
     for name, value in terms.items():
         if not torch.isfinite(value).all():
             raise MiaError(f"training diverged at {where}: loss term '{name}' is "
-                           f"{float(value)}; the last good checkpoint is kept")
+                           f"{float(value.detach())}; the last good checkpoint is kept")

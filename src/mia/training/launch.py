@@ -56,6 +56,7 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
     cfg = prepare_run(run, config, resume)
     dev = resolve_device(device or cfg.train.device)
     check_precision(cfg.train.precision, dev)
+    state = load_checkpoint(run.last, map_location=dev) if resume else None
     vocab = Vocabulary.load(run.vocab) if resume else None
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab, progress=progress)
     train_records = data.dataset.split("train")
@@ -68,7 +69,10 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
             "vocab_fingerprint": data.vocab.fingerprint, "mia_version": __version__,
             "torch": torch.__version__, "python": platform.python_version()})
     torch.manual_seed(cfg.train.seed)
-    model = MIA(cfg.model, len(data.vocab), len(labels)).to(dev)
+    model = MIA(cfg.model, len(data.vocab), len(labels))
+    if not resume:
+        model.load_pretrained_backbone()
+    model.to(dev)
     pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
                        seed=cfg.train.seed)
     sampler = UniqueImageBatchSampler(
@@ -83,8 +87,7 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
     hooks += [JsonlLogger(run.log), TensorBoardLogger(run.path / "tb"), Checkpointer(run)]
     trainer = Trainer(cfg, model, pairs, sampler, hooks, num_classes=len(labels),
                       vocab_fingerprint=data.vocab.fingerprint, device=dev, progress=progress)
-    if resume:
-        state = load_checkpoint(run.last, map_location=dev)
+    if state is not None:
         check_compatible(state, run.last, cfg.model, data.vocab.fingerprint, len(data.vocab),
                          len(labels))
         trainer.restore(state)

@@ -1,0 +1,71 @@
+"""``mia evaluate`` as a library function: a run, a checkpoint, a dataset split -> metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from mia.data.pipeline import load_run_data
+from mia.evaluation.encode import encode_captions, encode_gallery
+from mia.evaluation.evaluate import (
+    EvalInputs,
+    evaluate_scores,
+    granularity_scores,
+    lambda_sweeps,
+    per_subset,
+)
+from mia.training.device import resolve_device
+from mia.training.run import load_trained
+from mia.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
+                 checkpoint: str | Path | None = None, format: str | None = None,
+                 skip_bad: bool = False, sweep: bool = False, lambda1: float | None = None,
+                 lambda2: float | None = None, device: str = "auto", memory_mb: float = 1024,
+                 progress: bool = True, save: bool = True) -> dict:
+    """Evaluate a trained run on a split; the result is also saved under RUN/eval/."""
+    dev = resolve_device(device)
+    trained = load_trained(run, checkpoint, dev)
+    cfg = trained.config
+    l1 = cfg.eval.lambda1 if lambda1 is None else lambda1
+    l2 = cfg.eval.lambda2 if lambda2 is None else lambda2
+    data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=trained.vocab,
+                         progress=progress)
+    inputs = EvalInputs.from_records(data.dataset.split(split))
+    started = time.time()
+    img = encode_gallery(trained.model, inputs.gallery, data.store, cfg.eval.batch_size, dev,
+                         workers=cfg.data.workers, progress=progress)
+    txt = encode_captions(trained.model, inputs.query_texts, data.corpus, cfg.eval.batch_size,
+                          dev, progress=progress)
+    encoded = time.time()
+    scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=memory_mb)
+    scores = {k: v.cpu() for k, v in scores.items()}
+    result = evaluate_scores(scores, inputs, l1, l2)
+    subsets = per_subset(scores, inputs, l1, l2)
+    if subsets:
+        result["subsets"] = subsets
+    if sweep:
+        result["sweep"] = lambda_sweeps(scores, inputs)
+    result["meta"] = {
+        "run": str(run), "checkpoint": str(trained.checkpoint), "data": str(data_dir),
+        "split": split, "queries": len(inputs.query_texts), "images": len(inputs.gallery),
+        "lambda1": l1, "lambda2": l2, "encode_seconds": round(encoded - started, 2),
+        "score_seconds": round(time.time() - encoded, 2), "config": cfg.name,
+        "unknown_word_fraction": _unknown_fraction(data, inputs.query_texts),
+    }
+    if save:
+        name = f"{split}-{Path(trained.checkpoint).stem}.json"
+        atomic_write_json(Path(run) / "eval" / name, result)
+    return result
+
+
+def _unknown_fraction(data, texts: list[str]) -> float:
+    tokens = [t for text in texts for t in data.parsed[text].tokens]
+    return round(data.vocab.unknown_fraction(tokens), 4) if tokens else 0.0
+
+
+

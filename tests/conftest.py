@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny datasets in every supported format, and a small synthetic set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+FORMAT_FILES = {"cuhk-pedes": ("reid_raw.json", "file_path"),
+                "icfg-pedes": ("ICFG-PEDES.json", "file_path"),
+                "rstpreid": ("data_captions.json", "img_path")}
+
+CAPTIONS = [
+    "A woman in a red t-shirt with a yellow bag over her shoulder, black trousers.",
+    "The man wears a blue jacket, grey jeans and white sneakers.",
+    "She has long brown hair and carries a black backpack.",
+    "A man in a green hoodie and black shorts is walking.",
+]
+
+
+def write_image(path: Path, color=(120, 30, 30), size=(16, 48)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def make_entries(fmt: str, ids_per_split: dict[str, int], images_per_id: int = 2,
+                 captions_per_image: int = 2) -> list[dict]:
+    _, path_field = FORMAT_FILES[fmt]
+    entries, pid = [], 0
+    for split, n_ids in ids_per_split.items():
+        for _ in range(n_ids):
+            pid += 1
+            for k in range(images_per_id):
+                caps = [CAPTIONS[(pid + k + c) % len(CAPTIONS)] + f" id{pid}"
+                        for c in range(captions_per_image)]
+                entries.append({"split": split, "captions": caps, path_field:
+                                f"cam{k}/{pid:04d}_{k}.jpg", "id": pid})
+    return entries
+
+
+def write_dataset(root: Path, fmt: str, entries: list[dict], images: bool = True) -> Path:
+    """Write an annotation file in ``fmt`` and (optionally) every image it lists."""
+    name, path_field = FORMAT_FILES[fmt]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(json.dumps(entries), encoding="utf-8")
+    if images:
+        for e in entries:
+            if isinstance(e, dict) and isinstance(e.get(path_field), str):
+                write_image(root / "imgs" / e[path_field], color=(e["id"] * 40 % 255, 80, 120)
+                            if isinstance(e.get("id"), int) else (0, 0, 0))
+    return root
+
+
+@pytest.fixture
+def dataset_factory(tmp_path):
+    def make(fmt="cuhk-pedes", splits=None, entries=None, images=True, name="ds"):
+        splits = splits or ({"train": 3, "val": 2, "test": 2} if fmt != "icfg-pedes"
+                            else {"train": 3, "test": 2})
+        entries = entries if entries is not None else make_entries(fmt, splits)
+        return write_dataset(tmp_path / name, fmt, entries, images)
+    return make
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A small synthetic pedestrian set (CUHK-PEDES format) shared by the slow tests."""
+    from mia.data.synth import generate_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "synth"
+    generate_dataset(out, n_ids=30, seed=3, height=96, width=32, images_per_id=(2, 3))
+    return out

@@ -1,0 +1,65 @@
+"""Configs: every paper config loads; errors name the key and list the valid ones."""
+
+import pytest
+
+from mia.training.config import CONFIG_DIR, load_config
+from mia.utils.errors import ConfigError
+
+ALL = sorted(str(p.relative_to(CONFIG_DIR))[:-5] for p in CONFIG_DIR.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_shipped_config_is_valid(name):
+    cfg = load_config(name)
+    assert cfg.steps and all(s.epochs > 0 for s in cfg.steps.values())
+
+
+def test_paper_step_training_is_described_as_data():
+    cfg = load_config("mia")
+    s1, s2, s3 = cfg.steps.values()
+    assert (s1.epochs, s1.lr, s1.losses) == (10, 1e-3, {"id": 1.0})
+    assert "backbone" not in s1.train and "global_fc" in s1.train
+    assert (s2.epochs, s2.lr, s2.lr_step, s2.lr_gamma) == (20, 2e-4, 10, 0.1)
+    assert set(s2.losses) == {"id", "gc", "rga_it", "rga_ti"} and "bfm" not in s2.train
+    assert (s3.epochs, s3.train, set(s3.losses)) == (5, ["bfm"], {"bfm_pn", "bfm_np"})
+    assert cfg.train.batch_size == 96 and cfg.train.margin == 0.2
+
+
+def test_ablations_differ_where_the_paper_says():
+    assert list(load_config("ablations/gc").steps) == ["step1", "step2"]
+    assert list(load_config("ablations/steps12_merged").steps) == ["step2"]
+    assert load_config("ablations/all_words").data.phrase_mode == "words"
+    assert load_config("ablations/obj_mat_idmat").steps["step1"].losses == {"gc": 1.0}
+    together = load_config("ablations/gc_rga_bfm").steps["step2"]
+    assert {"rga", "bfm"} <= set(together.train) and len(together.losses) == 6
+
+
+def test_overrides_reach_nested_keys():
+    cfg = load_config("mia", ["steps.step1.epochs=2", "train.batch_size=8", "eval.lambda1=1.5"])
+    assert cfg.steps["step1"].epochs == 2 and cfg.train.batch_size == 8
+    assert cfg.eval.lambda1 == 1.5
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batchsize=3", "unknown key\\(s\\) 'batchsize'; valid keys: batch_size, margin"),
+    ("steps.step1.losses={idd: 1}", "unknown loss\\(es\\) \\['idd'\\]; valid: id, gc"),
+    ("steps.step2.train=[cnn]", "unknown group\\(s\\) \\['cnn'\\]; valid: backbone"),
+    ("model.backbone=alexnet", "'alexnet' is not one of small, vgg16, resnet50"),
+    ("train.batch_size=abc", "train.batch_size: expected int"),
+    ("train.batch_size", "expected key=value"),
+])
+def test_bad_overrides_are_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("mia", [override])
+
+
+def test_unknown_config_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="not found .*ablations/gc.*mia"):
+        load_config("nonexistent")
+
+
+def test_unknown_top_level_key_in_a_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("base: mia\nmodle: {}\n")
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) 'modle'; valid keys: name, "):
+        load_config(path)

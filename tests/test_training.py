@@ -1,0 +1,190 @@
+"""Step training end to end on a tiny synthetic set: what trains in which step, resume,
+divergence, checkpoint safety and compatibility checks, and the evaluate command."""
+
+import json
+
+import pytest
+import torch
+
+from mia.cli.main import main
+from mia.model.mia import MIA, PARAMETER_GROUPS
+from mia.training.checkpoint import load_checkpoint
+from mia.training.config import load_config
+from mia.training.launch import train
+from mia.training.run import RunDir, load_trained
+from mia.utils.errors import CheckpointError, DatasetError, MiaError
+
+TINY = ["model.small_width=8", "model.embed_dim=32", "model.part_channels=32",
+        "model.word_dim=16", "model.gru_hidden=16", "model.mlp_hidden=32",
+        "train.batch_size=16", "data.text_workers=1", "eval.batch_size=64",
+        "steps.step1.epochs=1", "steps.step2.epochs=2", "steps.step2.lr_step=1",
+        "steps.step3.epochs=1"]
+
+
+def tiny(*extra):
+    return load_config("demo/mia", TINY + list(extra))
+
+
+def group_state(state: dict, group: str) -> dict:
+    prefixes = PARAMETER_GROUPS[group]
+    return {k: v for k, v in state.items() if k.startswith(prefixes)}
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "mia"
+    summary = train(tiny(), synth_dir, out, progress=False)
+    return out, summary
+
+
+def test_run_directory_holds_everything(trained_run):
+    out, summary = trained_run
+    run = RunDir(out)
+    for path in (run.config, run.vocab, run.meta, run.log, run.last, run.best,
+                 run.checkpoints / "step1.pt", run.checkpoints / "step3.pt", out / "summary.json"):
+        assert path.is_file(), path
+    records = [json.loads(line) for line in run.log.read_text().splitlines()]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert [(r["step"], r["epoch"]) for r in epochs] == [("step1", 1), ("step2", 1),
+                                                         ("step2", 2), ("step3", 1)]
+    assert set(epochs[0]["losses"]) == {"id_image", "id_text"}
+    assert set(epochs[1]["losses"]) == {"id_image", "id_text", "match_gc", "match_rga_it",
+                                        "match_rga_ti"}
+    assert set(epochs[3]["losses"]) == {"match_bfm_pn", "match_bfm_np"}
+    assert all("val" in r and set(r["val"]) == {"sG", "sR", "sL", "sF"} for r in epochs)
+    assert summary["best"]["step"] == "step3"
+    assert run.load_config().to_dict() == tiny().to_dict()
+
+
+def test_each_step_trains_exactly_its_groups(trained_run):
+    out, _ = trained_run
+    cfg = tiny()
+    meta = RunDir(out).load_meta()
+    torch.manual_seed(cfg.train.seed)
+    init = MIA(cfg.model, meta["vocab_size"], meta["num_classes"]).state_dict()
+    ckpt = {s: load_checkpoint(out / "checkpoints" / f"{s}.pt")["model"]
+            for s in ("step1", "step2", "step3")}
+    before = {"step1": init, "step2": ckpt["step1"], "step3": ckpt["step2"]}
+    for step_name, step in cfg.steps.items():
+        for group in PARAMETER_GROUPS:
+            a = group_state(before[step_name], group)
+            b = group_state(ckpt[step_name], group)
+            changed = not same(a, b)
+            assert changed == (group in step.train), (step_name, group, changed)
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(trained_run, synth_dir,
+                                                                   tmp_path, monkeypatch):
+    out, _ = trained_run
+    from mia.training import hooks
+
+    original = hooks.Checkpointer.after_epoch
+    calls = {"n": 0}
+
+    def crash_after_second_epoch(self, trainer, record):
+        original(self, trainer, record)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed mid-run (step 2, after its first epoch)
+
+    monkeypatch.setattr(hooks.Checkpointer, "after_epoch", crash_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), synth_dir, tmp_path / "r", progress=False)
+    monkeypatch.setattr(hooks.Checkpointer, "after_epoch", original)
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["position"] == {"step": 1,
+                                                                               "epoch": 1}
+    train(None, synth_dir, tmp_path / "r", resume=True, progress=False)
+    want = load_checkpoint(out / "checkpoints/last.pt")["model"]
+    got = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["model"]
+    assert same(want, got)
+
+
+def test_existing_run_is_never_overwritten(trained_run, synth_dir):
+    out, _ = trained_run
+    before = (out / "checkpoints/last.pt").read_bytes()
+    with pytest.raises(MiaError, match="already holds a trained run.*use --resume"):
+        train(tiny(), synth_dir, out, progress=False)
+    with pytest.raises(MiaError, match="differs from the given config"):
+        train(tiny("train.seed=5"), synth_dir, out, resume=True, progress=False)
+    assert (out / "checkpoints/last.pt").read_bytes() == before
+
+
+def test_resume_with_missing_or_corrupt_checkpoint(synth_dir, tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(None, synth_dir, tmp_path / "none", resume=True, progress=False)
+    run = tmp_path / "corrupt"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints/last.pt").write_bytes(b"PK\x03\x04 truncated")
+    (run / "config.yaml").write_text(json.dumps(tiny().to_dict()))
+    with pytest.raises(CheckpointError, match="unreadable or corrupt checkpoint"):
+        train(None, synth_dir, run, resume=True, progress=False)
+    assert (run / "checkpoints/last.pt").read_bytes() == b"PK\x03\x04 truncated"
+
+
+def test_nan_loss_stops_naming_step_epoch_and_term(synth_dir, tmp_path, monkeypatch):
+    from mia.training import trainer as trainer_module
+
+    real = trainer_module.compute_losses
+
+    def poisoned(model, img, txt, labels, image_index, losses, margin):
+        terms = real(model, img, txt, labels, image_index, losses, margin)
+        if "gc" in losses:
+            terms["match_gc"] = terms["match_gc"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(trainer_module, "compute_losses", poisoned)
+    with pytest.raises(MiaError, match="diverged at step 'step2', epoch 1, iteration 1: loss "
+                                      "term 'match_gc' is nan; the last good checkpoint is kept"):
+        train(tiny(), synth_dir, tmp_path / "nan", progress=False)
+    state = load_checkpoint(tmp_path / "nan/checkpoints/last.pt")
+    assert state["position"] == {"step": 0, "epoch": 1}  # the end of step 1, intact
+
+
+def test_checkpoint_from_another_config_or_vocabulary(trained_run, tmp_path):
+    import shutil
+
+    out, _ = trained_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    cfg = (copy / "config.yaml").read_text().replace("embed_dim: 32", "embed_dim: 64")
+    (copy / "config.yaml").write_text(cfg)
+    with pytest.raises(CheckpointError, match="model.embed_dim: checkpoint 32, config 64"):
+        load_trained(copy)
+    shutil.copy(out / "config.yaml", copy / "config.yaml")
+    vocab = json.loads((copy / "vocab.json").read_text())
+    vocab["words"].append("zebra")
+    (copy / "vocab.json").write_text(json.dumps(vocab))
+    with pytest.raises(CheckpointError, match="another configuration or vocabulary: vocabulary"):
+        load_trained(copy)
+
+
+def test_evaluate_json_is_the_documented_shape(trained_run, synth_dir, capsys):
+    out, _ = trained_run
+    assert main(["evaluate", "--run", str(out), "--data", str(synth_dir), "--json",
+                 "--sweep"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for gran in ("sG", "sR", "sL", "sF"):
+        assert {"R1", "R5", "R10", "total", "mAP", "mINP"} <= set(result[gran])
+        assert 0 <= result[gran]["R1"] <= result[gran]["R5"] <= result[gran]["R10"] <= 100
+    assert [r["lambda1"] for r in result["sweep"]["lambda1"]][:2] == [0.0, 0.25]
+    assert result["sweep"]["lambda1"][0]["R1"] == result["sG"]["R1"]  # lambda = 0 -> sG
+    assert set(result["subsets"]) <= {"CUHK01", "CUHK03", "Market", "SSM", "VIPER"}
+    assert (out / "eval" / "test-best.json").is_file()
+
+
+def test_evaluate_empty_split_is_a_clear_error(trained_run, synth_dir):
+    from mia.evaluation.run_eval import evaluate_run
+
+    with pytest.raises(DatasetError, match="split 'query' is empty or absent"):
+        evaluate_run(trained_run[0], synth_dir, "query", progress=False)
+
+
+def test_cli_reports_config_errors_with_exit_code_2(synth_dir, tmp_path, capsys):
+    code = main(["train", "--config", "demo/mia", "--data", str(synth_dir), "--out",
+                 str(tmp_path / "x"), "--set", "train.batchsize=4"])
+    assert code == 2
+    assert "unknown key(s) 'batchsize'; valid keys: batch_size" in capsys.readouterr().err
