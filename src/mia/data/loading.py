@@ -49,9 +49,9 @@ class CaptionCorpus:
 
     def encode(self, text: str) -> EncodedCaption:
         parsed = self.parsed[text]
-        phrases = parsed.phrases[: self.max_phrases] if self.max_phrases else parsed.phrases
-        return EncodedCaption(self.vocab.encode(parsed.tokens),
-                              [self.vocab.encode(p) for p in phrases])
+        spans = parsed.spans[: self.max_phrases] if self.max_phrases else parsed.spans
+        ids = self.vocab.encode(parsed.tokens)
+        return EncodedCaption(ids, [ids[a:b] for a, b in spans])
 
 
 def collate_captions(captions: Sequence[EncodedCaption]) -> dict[str, Tensor]:

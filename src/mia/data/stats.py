@@ -11,7 +11,7 @@ def split_stats(dataset: PedestrianDataset, split: str,
     records = dataset.split(split)
     captions = [parsed[c] for r in records for c in r.captions]
     lengths = [len(p.tokens) for p in captions]
-    n_phrases = [0 if p.fallback else len(p.phrases) for p in captions]
+    n_phrases = [0 if p.fallback else len(p.spans) for p in captions]
     return {
         "images": len(records),
         "ids": len({r.person_id for r in records}),

@@ -22,6 +22,7 @@ from mia.utils.io import atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 CACHE_DIR = ".mia_cache"
+CACHE_FORMAT = "mia-phrases-v2"
 
 
 def cache_path(annotation_file: str | Path, mode: str) -> Path:
@@ -32,9 +33,16 @@ def cache_path(annotation_file: str | Path, mode: str) -> Path:
     return annotation_file.parent / CACHE_DIR / f"phrases-{key}.json"
 
 
-def _parse_chunk(args: tuple[list[str], str]) -> list[dict]:
+def _parse_chunk(args: tuple[list[str], str]) -> list[ParsedCaption]:
     texts, mode = args
-    return [parse_caption(text, mode).to_json() for text in texts]
+    return [parse_caption(text, mode) for text in texts]
+
+
+def _pool_context():
+    """fork where available: parsing is pure Python, and fork needs no ``__main__`` guard
+    in the caller's script (spawn would re-import it)."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
 def parse_many(texts: Sequence[str], mode: str = "noun_phrases", workers: int = 1,
@@ -44,17 +52,37 @@ def parse_many(texts: Sequence[str], mode: str = "noun_phrases", workers: int = 
     bar = tqdm(total=len(texts), desc="noun phrases", unit="cap", disable=not progress)
     results: list[ParsedCaption] = []
     if workers > 1 and len(chunks) > 1:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with _pool_context().Pool(workers) as pool:
             for parsed in pool.imap(_parse_chunk, chunks):
-                results.extend(ParsedCaption.from_json(p) for p in parsed)
+                results.extend(parsed)
                 bar.update(len(parsed))
     else:
         for item in chunks:
             parsed = _parse_chunk(item)
-            results.extend(ParsedCaption.from_json(p) for p in parsed)
+            results.extend(parsed)
             bar.update(len(parsed))
     bar.close()
     return results
+
+
+def _encode_cache(parsed: dict[str, ParsedCaption]) -> dict:
+    """Compact, fast-to-read layout: tokens joined by spaces (tokens never contain
+    whitespace), phrase spans as flat [start, end, start, end, ...] lists."""
+    values = list(parsed.values())
+    return {"format": CACHE_FORMAT, "texts": list(parsed),
+            "tokens": [" ".join(p.tokens) for p in values],
+            "spans": [[i for span in p.spans for i in span] for p in values],
+            "fallback": [i for i, p in enumerate(values) if p.fallback]}
+
+
+def _decode_cache(stored: dict) -> dict[str, ParsedCaption]:
+    if stored.get("format") != CACHE_FORMAT:
+        raise ValueError("unknown cache layout")
+    fallback = set(stored["fallback"])
+    return {text: ParsedCaption(tokens.split(" ") if tokens else [],
+                                list(zip(flat[::2], flat[1::2])), i in fallback)
+            for i, (text, tokens, flat) in enumerate(zip(stored["texts"], stored["tokens"],
+                                                         stored["spans"]))}
 
 
 def load_or_parse(annotation_file: str | Path, texts: Sequence[str], mode: str = "noun_phrases",
@@ -65,8 +93,8 @@ def load_or_parse(annotation_file: str | Path, texts: Sequence[str], mode: str =
     path = cache_path(annotation_file, mode)
     if use_cache and path.exists():
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            parsed = {text: ParsedCaption.from_json(stored[text]) for text in unique}
+            cached = _decode_cache(json.loads(path.read_text(encoding="utf-8")))
+            parsed = {text: cached[text] for text in unique}
             log.info("phrases loaded from cache %s", path)
             return parsed
         except (ValueError, KeyError, TypeError) as exc:
@@ -75,7 +103,7 @@ def load_or_parse(annotation_file: str | Path, texts: Sequence[str], mode: str =
     parsed = dict(zip(unique, results))
     if use_cache:
         try:
-            atomic_write_json(path, {t: p.to_json() for t, p in parsed.items()}, indent=None)
+            atomic_write_json(path, _encode_cache(parsed), indent=None)
         except OSError as exc:  # a read-only dataset directory is not an error
             log.warning("could not write phrase cache %s: %s", path, exc)
     return parsed

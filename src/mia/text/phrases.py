@@ -12,14 +12,14 @@ A caption with no noun phrase still yields one phrase: all of its words (flagged
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from nltk import RegexpParser
 
 from mia.text.tokenize import is_word, model_tokens, tokenize
 
-EXTRACTOR_VERSION = "np-v1"
+EXTRACTOR_VERSION = "np-v2"
 PHRASE_MODES = ("noun_phrases", "words")
 
 # Optional determiner/possessive/number, then adjectives (with "black and white"-style
@@ -50,20 +50,17 @@ DOMAIN_LEXICON = {
 }
 
 
-@dataclass(frozen=True)
-class ParsedCaption:
-    """What the model sees of a caption: word tokens and phrases (lists of word tokens)."""
+class ParsedCaption(NamedTuple):
+    """What the model sees of a caption: word tokens, and phrases as ``[start, end)`` spans
+    of those tokens (a phrase is always a contiguous run of words)."""
 
     tokens: list[str]
-    phrases: list[list[str]]
+    spans: list[tuple[int, int]]
     fallback: bool  # True when no noun phrase was found and the whole caption is the phrase
 
-    def to_json(self) -> dict:
-        return {"tokens": self.tokens, "phrases": self.phrases, "fallback": self.fallback}
-
-    @classmethod
-    def from_json(cls, obj: dict) -> ParsedCaption:
-        return cls(list(obj["tokens"]), [list(p) for p in obj["phrases"]], bool(obj["fallback"]))
+    @property
+    def phrases(self) -> list[list[str]]:
+        return [self.tokens[a:b] for a, b in self.spans]
 
 
 @lru_cache(maxsize=1)
@@ -99,15 +96,25 @@ def pos_tag(tokens: list[str]) -> list[tuple[str, str]]:
     return [(word, tag) for word, tag in tagged]
 
 
+def noun_phrase_spans(tokens: list[str]) -> list[tuple[int, int]]:
+    """Noun phrases of a case-preserving token list, as ``[start, end)`` spans of its word
+    tokens (:func:`mia.text.tokenize.model_tokens`), in caption order."""
+    spans, position = [], 0  # position: index among word tokens
+    for node in _chunker().parse(pos_tag(tokens)):
+        if isinstance(node, tuple):  # a token outside any chunk
+            position += is_word(node[0])
+            continue
+        n_words = sum(is_word(word) for word, _ in node.leaves())
+        if n_words:
+            spans.append((position, position + n_words))
+        position += n_words
+    return spans
+
+
 def noun_phrases(tokens: list[str]) -> list[list[str]]:
     """Noun phrases of a token list, each as lower-cased word tokens, in caption order."""
-    tree = _chunker().parse(pos_tag(tokens))
-    phrases = []
-    for subtree in tree.subtrees(lambda t: t.label() == "NP"):
-        words = [word.lower() for word, _ in subtree.leaves() if is_word(word)]
-        if words:
-            phrases.append(words)
-    return phrases
+    words = model_tokens(tokens)
+    return [words[a:b] for a, b in noun_phrase_spans(tokens)]
 
 
 def parse_caption(text: str, mode: str = "noun_phrases") -> ParsedCaption:
@@ -121,8 +128,8 @@ def parse_caption(text: str, mode: str = "noun_phrases") -> ParsedCaption:
     raw = tokenize(text)
     words = model_tokens(raw)
     if mode == "words":
-        return ParsedCaption(words, [[w] for w in words], fallback=False)
-    phrases = noun_phrases(raw)
-    if not phrases:
-        return ParsedCaption(words, [list(words)] if words else [], fallback=True)
-    return ParsedCaption(words, phrases, fallback=False)
+        return ParsedCaption(words, [(i, i + 1) for i in range(len(words))], fallback=False)
+    spans = noun_phrase_spans(raw)
+    if not spans:
+        return ParsedCaption(words, [(0, len(words))] if words else [], fallback=True)
+    return ParsedCaption(words, spans, fallback=False)
