@@ -1,54 +1,241 @@
-"""Exact all-pairs MIA scoring at gallery scale, chunked to a memory budget.
+"""Exact all-pairs MIA scoring at gallery scale, within a memory budget.
 
-:func:`score_all` evaluates sG, sR, sL (and sF) for every (caption, image) pair from cached
-embeddings by calling :func:`mia.model.similarity.similarities` on blocks of queries x
-images. Block sizes follow from ``memory_mb``: the largest intermediate is BFM's
-``[q, m, g, n]`` logits, and a handful of such tensors live at once.
+:func:`score_all` returns sG, sR, sL (and on request sI, sT, sP, sN) for every
+(caption, image) pair from cached embeddings. It computes exactly the per-pair equations
+(see :mod:`mia.model.similarity`, which holds the same math in its simplest form) but is
+organised for speed:
+
+- **No aggregated vectors.** cos(Σ_i w_i X_i, Y) = Σ_i w_i (X_i·Y) / sqrt(wᵀ(XXᵀ)w), so every
+  granularity needs only dot products (large matrix products) and small Gram matrices.
+- **No softmax normalisation.** The cosine is scale-invariant, so the softmax denominator
+  cancels: unnormalised weights ``exp(logit)`` give the same cosine. The logits are cosines
+  in [-1, 1], so ``exp`` cannot overflow.
+- **Captions bucketed by phrase count.** Queries with the same number m of phrases are
+  scored together, so no work is spent on padding.
+- **Blocks sized to the cache and the budget.** Each block of captions x images is scored
+  with two matrix products and a few in-place passes over a tensor that fits in cache.
+- **bf16 matrix products** optionally (``dtype=torch.bfloat16``); all elementwise work and
+  every output stays in float32.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
-from mia.model.similarity import GRANULARITIES, fuse, similarities
+from mia.model.similarity import fuse
 
-OUTPUTS = {"g": ("s_g",), "r": ("s_r",), "l": ("s_l",)}
-LIVE_BLOCKS = 8  # [q, m, g, n]-sized tensors alive at the peak of bfm()
+EPS = 1e-8
+BLOCK_ELEMENTS = 1 << 21  # ~8 MB of float32 per [q, m, g, n] block: stays in L2/L3 cache
+ALL_KEYS = ("s_g", "s_i", "s_t", "s_r", "s_p", "s_n", "s_l")
+DEFAULT_KEYS = ("s_g", "s_r", "s_l")
 
 
-def block_sizes(n_queries: int, n_images: int, m: int, n: int, memory_mb: float,
-                bytes_per: int = 4) -> tuple[int, int]:
-    """(queries, images) per block so that the BFM intermediates fit ``memory_mb``."""
-    budget = memory_mb * 2**20 / (LIVE_BLOCKS * bytes_per * max(m, 1) * max(n, 1))
-    images = min(n_images, max(1, int(math.sqrt(budget))))
-    queries = min(n_queries, max(1, int(budget // images)))
-    return queries, images
+@dataclass
+class Gallery:
+    """Per-image tensors every query needs, computed once. G images, n parts."""
+
+    i_hat: Tensor  # unit I [G, D]
+    rga_dots_rhs: Tensor  # [unit MLP_V_RGA(P) ; P] flattened [G * 2n, D] (matmul dtype)
+    bfm_keys: Tensor  # unit MLP_V_BFM(P) [G * n, D] (matmul dtype)
+    parts: Tensor  # P [G * n, D] (matmul dtype)
+    gram: Tensor  # P Pᵀ [G, n, n] float32
+    part_norm: Tensor  # |P_i| [G, n] float32
+    n: int
+
+    @classmethod
+    def build(cls, img: ImageEmbeddings, dtype: torch.dtype) -> Gallery:
+        G, n, D = img.parts.shape
+        parts = img.parts.float()
+        rhs = torch.cat([F.normalize(img.rga_keys.float(), dim=-1, eps=EPS), parts], dim=1)
+        return cls(i_hat=F.normalize(img.global_.float(), dim=-1, eps=EPS),
+                   rga_dots_rhs=rhs.reshape(G * 2 * n, D).to(dtype),
+                   bfm_keys=F.normalize(img.bfm_keys.float(), dim=-1, eps=EPS)
+                   .reshape(G * n, D).to(dtype),
+                   parts=parts.reshape(G * n, D).to(dtype),
+                   gram=parts @ parts.transpose(1, 2),
+                   part_norm=parts.norm(dim=-1).clamp_min(EPS), n=n)
+
+    def __len__(self) -> int:
+        return self.i_hat.shape[0]
+
+
+@dataclass
+class QueryBucket:
+    """Captions that all have exactly m phrases (rows ``index`` of the query set)."""
+
+    index: Tensor  # [q] positions in the full query set
+    t_hat: Tensor  # unit T [q, D]
+    rga_lhs: Tensor  # [unit MLP_T_RGA(N) ; N] [q, 2m, D] (matmul dtype)
+    bfm_keys: Tensor  # unit MLP_T_BFM(N) [q * m, D] (matmul dtype)
+    phrases: Tensor  # N [q * m, D] (matmul dtype)
+    gram: Tensor  # N Nᵀ [q, m, m] float32
+    phrase_norm: Tensor  # |N_j| [q, m] float32
+    m: int
+
+
+def bucket_queries(txt: TextEmbeddings, dtype: torch.dtype) -> Iterator[QueryBucket]:
+    """One bucket per phrase count, built lazily (only one bucket's copies live at once)."""
+    counts = txt.phrase_mask.sum(1)
+    for m in sorted(set(counts.tolist())):
+        index = torch.nonzero(counts == m).squeeze(1)
+        # keep the real phrases of each caption, in order (they may not be left-aligned)
+        order = torch.argsort((~txt.phrase_mask[index]).int(), dim=1, stable=True)[:, :m]
+        take = lambda x: torch.gather(x[index].float(), 1,  # noqa: E731
+                                      order[..., None].expand(-1, -1, x.shape[-1]))
+        N, W, A = take(txt.phrases), take(txt.rga_keys), take(txt.bfm_keys)
+        q, D = len(index), txt.phrases.shape[-1]
+        yield QueryBucket(
+            index=index, t_hat=F.normalize(txt.global_[index].float(), dim=-1, eps=EPS),
+            rga_lhs=torch.cat([F.normalize(W, dim=-1, eps=EPS), N], dim=1).to(dtype),
+            bfm_keys=F.normalize(A, dim=-1, eps=EPS).reshape(q * m, D).to(dtype),
+            phrases=N.reshape(q * m, D).to(dtype), gram=N @ N.transpose(1, 2),
+            phrase_norm=N.norm(dim=-1).clamp_min(EPS), m=m)
+
+
+def _cos(num: Tensor, sq_norm: Tensor) -> Tensor:
+    return num / sq_norm.clamp_min(EPS * EPS).sqrt_()
+
+
+def _quad_per_image(e: Tensor, gram: Tensor) -> Tensor:
+    """e [x, g, n], gram [g, n, n] -> eᵀ gram_g e [x, g].
+
+    Computed as a batched product over images with the long axis x last: 6x6 matrices
+    times [n, x] panels run several times faster than [x, n] x [n, n] ones."""
+    e_t = e.permute(1, 2, 0).contiguous()  # [g, n, x]
+    return (torch.bmm(gram, e_t) * e_t).sum(1).T
+
+
+def _rga_image_to_text(t_hat: Tensor, gal: Gallery, g: slice) -> Tensor:
+    """sI [q, g] (Eq. 6-8) for unit sentence features t_hat [q, D]."""
+    n = gal.n
+    rhs = gal.rga_dots_rhs[g.start * 2 * n: g.stop * 2 * n]
+    dots = (t_hat.to(rhs.dtype) @ rhs.T).float().view(len(t_hat), -1, 2 * n)
+    e = dots[..., :n].exp()  # unnormalised relation weights v_i [q, g, n]
+    num = (e * dots[..., n:]).sum(-1)
+    return _cos(num, _quad_per_image(e, gal.gram[g]))
+
+
+def _rga_text_to_image(b: QueryBucket, gal: Gallery, g: slice, rows: slice) -> Tensor:
+    """sT [q, g] (Eq. 9-11) for the captions ``rows`` of a bucket."""
+    m = b.m
+    lhs = b.rga_lhs[rows]
+    dots = (lhs.reshape(-1, lhs.shape[-1]) @ gal.i_hat[g].to(lhs.dtype).T).float()
+    dots = dots.view(lhs.shape[0], 2 * m, -1)
+    e = dots[:, :m].exp()  # unnormalised phrase weights c_j [q, m, g]
+    num = (e * dots[:, m:]).sum(1)
+    quad = (torch.bmm(b.gram[rows], e) * e).sum(1)
+    return _cos(num, quad)
+
+
+def _bfm(b: QueryBucket, gal: Gallery, g: slice, rows: slice) -> tuple[Tensor, Tensor]:
+    """(sP, sN) [q, g] (Eq. 12-17) for the captions ``rows`` of a bucket."""
+    m, n = b.m, gal.n
+    q = rows.stop - rows.start
+    x = slice(rows.start * m, rows.stop * m)
+    k = slice(g.start * n, g.stop * n)
+    e = (b.bfm_keys[x] @ gal.bfm_keys[k].T).float().exp_()  # shared weights [q*m, g*n]
+    prod = (b.phrases[x] @ gal.parts[k].T).float().mul_(e)  # e * (N_j . P_k)
+    # P->N: phrase j attends over parts k
+    num_p = prod.view(q * m, -1, n).sum(-1)
+    quad_p = _quad_per_image(e.view(q * m, -1, n), gal.gram[g])
+    cos_p = _cos(num_p, quad_p).div_(b.phrase_norm[rows].reshape(-1, 1))
+    s_p = cos_p.view(q, m, -1).mean(1)
+    # N->P: part i attends over the caption's phrases k
+    e3 = e.view(q, m, -1)
+    num_n = prod.view(q, m, -1).sum(1)
+    quad_n = (torch.bmm(b.gram[rows], e3) * e3).sum(1)
+    cos_n = _cos(num_n, quad_n).view(q, -1, n).div_(gal.part_norm[g])
+    return s_p, cos_n.mean(-1)
+
+
+def _block_shape(budget: int, rows_per_query: int, cols_per_image: int, Q: int, G: int
+                 ) -> tuple[int, int]:
+    """(queries, images) per block: a near-square [q * rows, g * cols] product of about
+    ``budget`` elements, so both operands are reused from cache."""
+    side = max(int(budget ** 0.5), 1)
+    g = max(1, min(G, side // cols_per_image))
+    q = max(1, min(Q, budget // (rows_per_query * cols_per_image * g)))
+    return q, g
+
+
+def _blocks(total: int, size: int):
+    for start in range(0, total, size):
+        yield slice(start, min(start + size, total))
+
+
+class _Outputs:
+    """The requested matrices; a component (s_i, s_t, s_p, s_n) is written where it is
+    wanted and accumulated with weight 1/2 into s_r / s_l, so nothing else is stored."""
+
+    PARENT = {"s_i": "s_r", "s_t": "s_r", "s_p": "s_l", "s_n": "s_l"}
+
+    def __init__(self, keys: tuple[str, ...], Q: int, G: int, device):
+        self.mats = {k: torch.zeros(Q, G, device=device) for k in keys}
+
+    def wants(self, component: str) -> bool:
+        return component in self.mats or self.PARENT.get(component) in self.mats
+
+    def put(self, component: str, rows, cols: slice, value: Tensor) -> None:
+        if component in self.mats:
+            self.mats[component][rows, cols] = value
+        parent = self.PARENT.get(component)
+        if parent in self.mats:
+            self.mats[parent][rows, cols] += 0.5 * value
 
 
 @torch.no_grad()
-def score_all(img: ImageEmbeddings, txt: TextEmbeddings,
-              granularities: tuple[str, ...] = GRANULARITIES, memory_mb: float = 1024,
-              dtype: torch.dtype = torch.float32, keep: tuple[str, ...] | None = None,
-              ) -> dict[str, Tensor]:
-    """Similarity matrices ``[Q, G]`` (float32, on the embeddings' device), keyed s_g/s_r/s_l
-    by default (``keep`` selects other keys of :func:`similarities`, e.g. s_i, s_p)."""
-    keep = keep or tuple(k for g in granularities for k in OUTPUTS[g])
+def score_all(img: ImageEmbeddings, txt: TextEmbeddings, keys: tuple[str, ...] = DEFAULT_KEYS,
+              memory_mb: float = 1024, dtype: torch.dtype = torch.float32,
+              block_elements: int = BLOCK_ELEMENTS) -> dict[str, Tensor]:
+    """Similarity matrices ``[Q, G]`` (float32, on the embeddings' device) for ``keys``
+    among s_g, s_i, s_t, s_r, s_p, s_n, s_l.
+
+    ``memory_mb`` bounds the working memory beyond inputs, outputs and the normalised
+    copies of the features; ``dtype`` is the matrix-product precision (float32 or
+    bfloat16; elementwise work is float32 either way).
+    """
+    unknown = set(keys) - set(ALL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown similarity keys {sorted(unknown)} (valid: {ALL_KEYS})")
     Q, G = len(txt), len(img)
-    qb, gb = block_sizes(Q, G, txt.phrases.shape[1], img.parts.shape[1], memory_mb,
-                         torch.finfo(dtype).bits // 8)
-    out = {k: torch.empty(Q, G, device=img.global_.device) for k in keep}
-    img_c, txt_c = img.to(dtype=dtype), txt.to(dtype=dtype)
-    for q0 in range(0, Q, qb):
-        t = txt_c.select(slice(q0, q0 + qb))
-        for g0 in range(0, G, gb):
-            block = similarities(img_c.select(slice(g0, g0 + gb)), t, granularities)
-            for k in keep:
-                out[k][q0:q0 + qb, g0:g0 + gb] = block[k].float()
-    return out
+    out = _Outputs(keys, Q, G, img.global_.device)
+    gal = Gallery.build(img, dtype)
+    t_hat = F.normalize(txt.global_.float(), dim=-1, eps=EPS)
+    if "s_g" in keys:
+        out.mats["s_g"] = t_hat @ gal.i_hat.T
+    # elements of the largest per-block tensor: caps both the cache footprint and the budget
+    budget = int(max(min(block_elements, memory_mb * 2**20 / (6 * 4)), 4096))
+    if out.wants("s_i"):
+        q_size, g_size = _block_shape(budget, 1, 2 * gal.n, Q, G)
+        for rows in _blocks(Q, q_size):
+            for g in _blocks(G, g_size):
+                out.put("s_i", rows, g, _rga_image_to_text(t_hat[rows], gal, g))
+    if any(out.wants(k) for k in ("s_t", "s_p", "s_n")):
+        for bucket in bucket_queries(txt, dtype):
+            _score_bucket(bucket, gal, out, budget)
+    return out.mats
+
+
+def _score_bucket(b: QueryBucket, gal: Gallery, out: _Outputs, budget: int) -> None:
+    m, n, G = b.m, gal.n, len(gal)
+    if m == 0:  # captions without phrases: sT = sP = sN = 0, as in mia.model.similarity
+        return
+    q_size, g_size = _block_shape(budget, m, n, len(b.index), G)
+    for rows in _blocks(len(b.index), q_size):
+        idx = b.index[rows]
+        for g in _blocks(G, g_size):
+            if out.wants("s_t"):
+                out.put("s_t", idx, g, _rga_text_to_image(b, gal, g, rows))
+            if out.wants("s_p") or out.wants("s_n"):
+                s_p, s_n = _bfm(b, gal, g, rows)
+                out.put("s_p", idx, g, s_p)
+                out.put("s_n", idx, g, s_n)
 
 
 def fused(scores: dict[str, Tensor], lambda1: float, lambda2: float) -> Tensor:
