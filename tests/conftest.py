@@ -71,3 +71,27 @@ def synth_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "synth"
     generate_dataset(out, n_ids=30, seed=3, height=96, width=32, images_per_id=(2, 3))
     return out
+
+
+TINY = ["model.small_width=8", "model.embed_dim=32", "model.part_channels=32",
+        "model.word_dim=16", "model.gru_hidden=16", "model.mlp_hidden=32",
+        "train.batch_size=16", "data.text_workers=1", "eval.batch_size=64",
+        "steps.step1.epochs=1", "steps.step2.epochs=2", "steps.step2.lr_step=1",
+        "steps.step3.epochs=1"]
+
+
+def tiny(*extra):
+    """The demo config shrunk to a model that trains in seconds."""
+    from mia.training.config import load_config
+
+    return load_config("demo/mia", TINY + list(extra))
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_dir, tmp_path_factory):
+    """A tiny MIA run trained through its three steps on the synthetic set."""
+    from mia.training.launch import train
+
+    out = tmp_path_factory.mktemp("runs") / "mia"
+    summary = train(tiny(), synth_dir, out, progress=False)
+    return out, summary

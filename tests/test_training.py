@@ -9,20 +9,10 @@ import torch
 from mia.cli.main import main
 from mia.model.mia import MIA, PARAMETER_GROUPS
 from mia.training.checkpoint import load_checkpoint
-from mia.training.config import load_config
 from mia.training.launch import train
 from mia.training.run import RunDir, load_trained
 from mia.utils.errors import CheckpointError, DatasetError, MiaError
-
-TINY = ["model.small_width=8", "model.embed_dim=32", "model.part_channels=32",
-        "model.word_dim=16", "model.gru_hidden=16", "model.mlp_hidden=32",
-        "train.batch_size=16", "data.text_workers=1", "eval.batch_size=64",
-        "steps.step1.epochs=1", "steps.step2.epochs=2", "steps.step2.lr_step=1",
-        "steps.step3.epochs=1"]
-
-
-def tiny(*extra):
-    return load_config("demo/mia", TINY + list(extra))
+from tests.conftest import tiny
 
 
 def group_state(state: dict, group: str) -> dict:
@@ -32,13 +22,6 @@ def group_state(state: dict, group: str) -> dict:
 
 def same(a: dict, b: dict) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(scope="module")
-def trained_run(synth_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "mia"
-    summary = train(tiny(), synth_dir, out, progress=False)
-    return out, summary
 
 
 def test_run_directory_holds_everything(trained_run):

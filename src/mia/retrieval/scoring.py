@@ -79,6 +79,11 @@ class QueryBucket:
     m: int
 
 
+def _gather_phrases(x: Tensor, order: Tensor) -> Tensor:
+    """x [q, m_max, D] -> the phrases ``order`` [q, m] of each row, float32."""
+    return torch.gather(x.float(), 1, order[..., None].expand(-1, -1, x.shape[-1]))
+
+
 def bucket_queries(txt: TextEmbeddings, dtype: torch.dtype) -> Iterator[QueryBucket]:
     """One bucket per phrase count, built lazily (only one bucket's copies live at once)."""
     counts = txt.phrase_mask.sum(1)
@@ -86,9 +91,8 @@ def bucket_queries(txt: TextEmbeddings, dtype: torch.dtype) -> Iterator[QueryBuc
         index = torch.nonzero(counts == m).squeeze(1)
         # keep the real phrases of each caption, in order (they may not be left-aligned)
         order = torch.argsort((~txt.phrase_mask[index]).int(), dim=1, stable=True)[:, :m]
-        take = lambda x: torch.gather(x[index].float(), 1,  # noqa: E731
-                                      order[..., None].expand(-1, -1, x.shape[-1]))
-        N, W, A = take(txt.phrases), take(txt.rga_keys), take(txt.bfm_keys)
+        N, W, A = (_gather_phrases(x[index], order)
+                   for x in (txt.phrases, txt.rga_keys, txt.bfm_keys))
         q, D = len(index), txt.phrases.shape[-1]
         yield QueryBucket(
             index=index, t_hat=F.normalize(txt.global_[index].float(), dim=-1, eps=EPS),

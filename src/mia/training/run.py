@@ -81,6 +81,7 @@ class TrainedModel:
     vocab: Vocabulary
     meta: dict
     checkpoint: Path
+    run: Path
 
 
 def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
@@ -94,4 +95,4 @@ def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
     model = MIA(cfg.model, len(vocab), meta["num_classes"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return TrainedModel(cfg, model, vocab, meta, path)
+    return TrainedModel(cfg, model, vocab, meta, path, run.path)

@@ -1,0 +1,58 @@
+"""Stage 1 of large-gallery search: candidate images from the global features alone.
+
+Backends: ``torch`` (exact inner products over unit global features, float16 or float32,
+no extra dependency), ``faiss-flat`` (exact, FAISS) and ``faiss-hnsw`` (approximate graph
+search, FAISS, for millions of images). FAISS is optional (``pip install faiss-cpu``) and
+imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mia.utils.errors import MiaError
+
+BACKENDS = ("torch", "faiss-flat", "faiss-hnsw")
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise MiaError("FAISS is not installed: pip install faiss-cpu (or mia-reid[faiss]); "
+                       "or use the pure-torch candidate search (--backend torch)") from exc
+    return faiss
+
+
+class CandidateIndex:
+    """Top-C images by sG = cos(I, T) for one or more unit sentence features."""
+
+    def __init__(self, global_features: np.ndarray | torch.Tensor, backend: str = "torch",
+                 dtype: torch.dtype = torch.float16, hnsw_m: int = 32, ef_search: int = 128):
+        if backend not in BACKENDS:
+            raise MiaError(f"unknown candidate backend {backend!r} (valid: {', '.join(BACKENDS)})")
+        self.backend = backend
+        feats = torch.from_numpy(np.array(global_features, dtype=np.float32))
+        feats = F.normalize(feats, dim=-1)
+        if backend == "torch":
+            self.features = feats.to(dtype)
+            return
+        faiss = _faiss()
+        data = np.ascontiguousarray(feats.numpy(), dtype=np.float32)
+        if backend == "faiss-flat":
+            self.index = faiss.IndexFlatIP(data.shape[1])
+        else:
+            self.index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efSearch = ef_search
+        self.index.add(data)
+
+    def search(self, t_hat: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """t_hat [B, D] unit sentence features -> (sG [B, C], image indices [B, C])."""
+        if self.backend == "torch":
+            scores = t_hat.to(self.features.dtype) @ self.features.T
+            top = torch.topk(scores.float(), min(count, scores.shape[1]), dim=1)
+            return top.values, top.indices
+        values, indices = self.index.search(np.ascontiguousarray(t_hat.float().numpy()), count)
+        return torch.from_numpy(values), torch.from_numpy(indices).long()

@@ -1,0 +1,174 @@
+"""Gallery index (atomic, resumable, safe to load) and search (explanations, bad queries)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mia.cli.main import main
+from mia.retrieval.index import GalleryIndex, IndexFileError
+from mia.retrieval.search import QueryError, Searcher
+from mia.training.run import load_trained
+
+
+@pytest.fixture(scope="module")
+def index_dir(trained_run, synth_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("idx") / "index"
+    assert main(["index", "build", "--run", str(trained_run[0]), "--data", str(synth_dir),
+                 "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_index_holds_every_test_image_once(index_dir, synth_dir):
+    from mia.data.reader import open_dataset
+
+    index = GalleryIndex.open(index_dir)
+    test = open_dataset(synth_dir).split("test")
+    assert index.images == [r.file_path for r in test]
+    assert index.person_ids == [r.person_id for r in test]
+    assert index.arrays["parts"].shape == (len(test), 6, 32)
+    assert index.manifest["complete"] and index.manifest["dtype"] == "float16"
+    assert not index_dir.with_name("index.partial").exists()
+
+
+def test_index_features_equal_encoding_the_images(index_dir, trained_run, synth_dir):
+    from mia.data.loading import ImageStore
+    from mia.data.reader import open_dataset
+    from mia.evaluation.encode import encode_gallery
+
+    trained = load_trained(trained_run[0])
+    ds = open_dataset(synth_dir)
+    emb = encode_gallery(trained.model, ds.split("test")[:5], ImageStore(ds.image_root, (96, 32)))
+    index = GalleryIndex.open(index_dir)
+    np.testing.assert_allclose(index.arrays["rga_keys"][:5], emb.rga_keys.numpy(), atol=2e-3,
+                               rtol=1e-2)
+
+
+def test_interrupted_build_resumes_and_half_index_never_loads(trained_run, synth_dir,
+                                                              tmp_path, monkeypatch):
+    from mia.retrieval import index as index_module
+
+    calls = {"n": 0}
+    real = index_module.np.savez
+
+    def crash_on_second_shard(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index_module.np, "savez", crash_on_second_shard)
+    out = tmp_path / "idx"
+    trained = load_trained(trained_run[0])
+    from mia.data.loading import ImageStore
+    from mia.data.reader import open_dataset
+
+    ds = open_dataset(synth_dir)
+    images = [r.file_path for r in ds.split("test")]
+    args = dict(source={}, shard_size=8, progress=False)
+    store = ImageStore(ds.image_root, (96, 32))
+    with pytest.raises(KeyboardInterrupt):
+        index_module.build_index(out, trained, store, images, [None] * len(images),
+                                 ds.image_root, **args)
+    with pytest.raises(IndexFileError, match="unfinished build .*resume"):
+        GalleryIndex.open(out)
+    shards = sorted(p.name for p in (tmp_path / "idx.partial").glob("shard-*.npz"))
+    assert shards == ["shard-000000.npz"]
+    monkeypatch.setattr(index_module.np, "savez", real)
+    encoded = []
+    real_encode = index_module.__dict__.get("encode_gallery")
+    assert real_encode is None  # imported lazily inside build_index
+    from mia.evaluation import encode as encode_module
+
+    original = encode_module.encode_gallery
+
+    def counting(model, records, *a, **k):
+        encoded.append(len(records))
+        return original(model, records, *a, **k)
+
+    monkeypatch.setattr(encode_module, "encode_gallery", counting)
+    index = index_module.build_index(out, trained, store, images, [None] * len(images),
+                                     ds.image_root, **args)
+    assert sum(encoded) == len(images) - 8  # the finished shard was not encoded again
+    assert len(index) == len(images)
+
+
+def test_corrupt_or_foreign_index_is_a_clear_error(index_dir, trained_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir, copy)
+    (copy / "global.npy").write_bytes(b"garbage")
+    with pytest.raises(IndexFileError, match="unreadable or corrupt index"):
+        GalleryIndex.open(copy)
+    shutil.copytree(index_dir, tmp_path / "other")
+    manifest = json.loads((tmp_path / "other/manifest.json").read_text())
+    manifest["model"]["model_config"]["embed_dim"] = 64
+    manifest["model"]["vocab_fingerprint"] = "0000"
+    (tmp_path / "other/manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFileError, match="built by another model: model.embed_dim: index "
+                                             "64, model 32; vocabulary: index 0000"):
+        Searcher(GalleryIndex.open(tmp_path / "other"), load_trained(trained_run[0]))
+
+
+def test_index_is_loaded_without_pickle(index_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(index_dir, copy)
+    np.save(copy / "parts.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(IndexFileError, match="corrupt"):
+        GalleryIndex.open(copy)
+
+
+@pytest.fixture(scope="module")
+def searcher(index_dir, trained_run):
+    return Searcher(GalleryIndex.open(index_dir), load_trained(trained_run[0]))
+
+
+def test_search_ranks_by_fused_score_and_explains(searcher):
+    answer = searcher.search("A woman in a red t-shirt with a black backpack.", top_k=5)
+    assert answer["phrases"] == ["a woman", "a red t-shirt", "a black backpack"]
+    scores = [r["score"] for r in answer["results"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 5
+    for r in answer["results"]:
+        assert r["score"] == pytest.approx(r["sG"] + 1.0 * r["sR"] + 0.5 * r["sL"], abs=1e-4)
+        assert len(r["stripes"]) == 6 and sum(r["stripes"]) == pytest.approx(1, abs=1e-3)
+        assert set(r["phrase_to_stripe"]) == set(answer["phrases"])
+        assert all(0 <= s < 6 for s in r["phrase_to_stripe"].values())
+
+
+def test_two_stage_search_equals_exhaustive_when_candidates_cover_the_top(searcher):
+    q = "a man in a blue jacket and grey trousers"
+    exact = searcher.search(q, top_k=3, candidates=len(searcher.index))
+    staged = searcher.search(q, top_k=3, candidates=len(searcher.index) - 1)
+    assert staged["candidates"] == len(searcher.index) - 1
+    assert [r["index"] for r in staged["results"]] == [r["index"] for r in exact["results"]]
+
+
+@pytest.mark.parametrize("query, message", [
+    ("", "the query is empty"),
+    ("   \n", "the query is empty"),
+    ("穿红色衣服的女人", "no words the model can read"),
+])
+def test_unusable_queries_are_clear_errors(searcher, query, message):
+    with pytest.raises(QueryError, match=message):
+        searcher.search(query)
+
+
+def test_unknown_and_overlong_queries_return_results_with_warnings(searcher):
+    answer = searcher.search("zyzzyva quuxbar")
+    assert answer["results"] and "none of the query's words" in answer["warnings"][0]
+    long = searcher.search("a man in a red shirt " * 2000)
+    assert len(long["query"]) > 10000 and long["results"]
+    assert any("only the first 120 are used" in w for w in long["warnings"])
+
+
+def test_search_cli_json(index_dir, capsys):
+    assert main(["search", str(index_dir), "a woman with a backpack", "--top", "3",
+                 "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert set(answer) >= {"query", "phrases", "results"}
+    assert {"rank", "image", "score", "sG", "sR", "sL", "stripes", "phrase_to_stripe"} <= set(
+        answer["results"][0])
+    assert main(["search", str(index_dir), "  "]) == 2
