@@ -95,3 +95,14 @@ def trained_run(synth_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "mia"
     summary = train(tiny(), synth_dir, out, progress=False)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def index_dir(trained_run, synth_dir, tmp_path_factory):
+    """A gallery index of the synthetic test split, built by ``mia index build``."""
+    from mia.cli.main import main
+
+    out = tmp_path_factory.mktemp("idx") / "index"
+    assert main(["index", "build", "--run", str(trained_run[0]), "--data", str(synth_dir),
+                 "--out", str(out), "--no-progress"]) == 0
+    return out

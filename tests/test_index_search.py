@@ -11,14 +11,6 @@ from mia.retrieval.search import QueryError, Searcher
 from mia.training.run import load_trained
 
 
-@pytest.fixture(scope="module")
-def index_dir(trained_run, synth_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("idx") / "index"
-    assert main(["index", "build", "--run", str(trained_run[0]), "--data", str(synth_dir),
-                 "--out", str(out), "--no-progress"]) == 0
-    return out
-
-
 def test_index_holds_every_test_image_once(index_dir, synth_dir):
     from mia.data.reader import open_dataset
 

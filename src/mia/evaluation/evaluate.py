@@ -33,14 +33,16 @@ class EvalInputs:
     query_pids: Tensor  # [Q]
     gallery_pids: Tensor  # [G]
     query_subsets: list[str | None]
+    query_images: list[int] | None = None  # gallery position of the image each caption describes
 
     @classmethod
     def from_records(cls, records: list[ImageRecord]) -> EvalInputs:
         texts = [c for r in records for c in r.captions]
         pids = [r.person_id for r in records for _ in r.captions]
         subsets = [subset_of(r.file_path) for r in records for _ in r.captions]
+        images = [i for i, r in enumerate(records) for _ in r.captions]
         return cls(records, texts, torch.tensor(pids), torch.tensor([r.person_id for r in records]),
-                   subsets)
+                   subsets, images)
 
 
 def granularity_scores(img: ImageEmbeddings, txt: TextEmbeddings, memory_mb: float = 1024,

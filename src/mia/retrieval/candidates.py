@@ -33,7 +33,7 @@ class CandidateIndex:
                  dtype: torch.dtype = torch.float16, hnsw_m: int = 32, ef_search: int = 128):
         if backend not in BACKENDS:
             raise MiaError(f"unknown candidate backend {backend!r} (valid: {', '.join(BACKENDS)})")
-        self.backend = backend
+        self.backend, self.ef_search = backend, ef_search
         feats = torch.from_numpy(np.array(global_features, dtype=np.float32))
         feats = F.normalize(feats, dim=-1)
         if backend == "torch":
@@ -54,5 +54,7 @@ class CandidateIndex:
             scores = t_hat.to(self.features.dtype) @ self.features.T
             top = torch.topk(scores.float(), min(count, scores.shape[1]), dim=1)
             return top.values, top.indices
+        if self.backend == "faiss-hnsw":  # the beam must be at least as wide as the answer
+            self.index.hnsw.efSearch = max(self.ef_search, 2 * count)
         values, indices = self.index.search(np.ascontiguousarray(t_hat.float().numpy()), count)
         return torch.from_numpy(values), torch.from_numpy(indices).long()

@@ -104,10 +104,18 @@ class Searcher:
         return out
 
     def search(self, text: str, top_k: int = 10, candidates: int | None = None) -> dict:
-        """The JSON-ready answer for one query (see docs / README for the schema)."""
+        """The JSON-ready answer for one query (schema in the README)."""
         if top_k < 1:
             raise QueryError("top must be at least 1")
         txt, phrases, warnings = self.encode(text)
+        found = self.search_embedding(txt, [" ".join(p) for p in phrases], top_k, candidates)
+        return {"query": text, "phrases": [" ".join(p) for p in phrases],
+                "lambda1": self.lambda1, "lambda2": self.lambda2, **found,
+                "gallery": len(self.index), "warnings": warnings}
+
+    def search_embedding(self, txt: TextEmbeddings, phrases: list[str], top_k: int = 10,
+                         candidates: int | None = None) -> dict:
+        """Ranked, explained results for an encoded query (one caption)."""
         ids = self._candidate_ids(txt, candidates)
         scores = self.scores(txt, ids)
         k = min(top_k, scores["s_f"].shape[1])
@@ -116,9 +124,9 @@ class Searcher:
         img = self.index.embeddings(gallery_ids.numpy())
         att = paired_attention(img, TextEmbeddings(*(t.expand(k, *t.shape[1:])
                                                      for t in txt.state().values())))
+        stripe_of_phrase = att["a"].argmax(-1).tolist()  # [k, m]
         results = []
         for rank, (col, gid) in enumerate(zip(best.tolist(), gallery_ids.tolist()), 1):
-            stripe_of_phrase = att["a"][rank - 1].argmax(-1).tolist()
             results.append({
                 "rank": rank, "image": str(self.index.images[gid]), "index": gid,
                 "person_id": self.index.person_ids[gid],
@@ -127,9 +135,6 @@ class Searcher:
                 "sR": round(float(scores["s_r"][0, col]), 6),
                 "sL": round(float(scores["s_l"][0, col]), 6),
                 "stripes": [round(float(v), 4) for v in att["v"][rank - 1]],
-                "phrase_to_stripe": {" ".join(p): s for p, s in zip(phrases, stripe_of_phrase)},
+                "phrase_to_stripe": dict(zip(phrases, stripe_of_phrase[rank - 1])),
             })
-        return {"query": text, "phrases": [" ".join(p) for p in phrases],
-                "lambda1": self.lambda1, "lambda2": self.lambda2,
-                "candidates": None if ids is None else len(ids), "gallery": len(self.index),
-                "warnings": warnings, "results": results}
+        return {"candidates": None if ids is None else len(ids), "results": results}

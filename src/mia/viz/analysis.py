@@ -1,0 +1,79 @@
+"""Everything the figures and the report need from a trained run on one split, computed
+once: embeddings, the four similarity matrices, and per-query rankings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mia.data.pipeline import RunData, load_run_data
+from mia.evaluation.encode import encode_captions, encode_gallery
+from mia.evaluation.evaluate import EvalInputs, fusion, granularity_scores
+from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
+from mia.model.similarity import paired_attention
+from mia.training.run import TrainedModel, load_trained
+
+# rankings shown side by side in Fig. 8 (granularities of one MIA model)
+RANKINGS = ("GC", "GC+RGA", "MIA")
+
+
+@dataclass
+class Analysis:
+    trained: TrainedModel
+    data: RunData
+    inputs: EvalInputs
+    img: ImageEmbeddings
+    txt: TextEmbeddings
+    scores: dict[str, torch.Tensor]  # sG, sR, sL [Q, G]
+
+    @classmethod
+    def from_run(cls, run: str | Path, data_dir: str | Path, split: str = "test",
+                 checkpoint: str | Path | None = None, progress: bool = False) -> Analysis:
+        trained = load_trained(run, checkpoint)
+        cfg = trained.config
+        data = load_run_data(cfg.data, data_dir, vocab=trained.vocab, progress=progress)
+        inputs = EvalInputs.from_records(data.dataset.split(split))
+        img = encode_gallery(trained.model, inputs.gallery, data.store, cfg.eval.batch_size,
+                             progress=progress)
+        txt = encode_captions(trained.model, inputs.query_texts, data.corpus,
+                              cfg.eval.batch_size, progress=progress)
+        return cls(trained, data, inputs, img, txt, granularity_scores(img, txt))
+
+    @property
+    def lambdas(self) -> tuple[float, float]:
+        return self.trained.config.eval.lambda1, self.trained.config.eval.lambda2
+
+    def ranking_scores(self, name: str) -> torch.Tensor:
+        l1, l2 = self.lambdas
+        return {"GC": self.scores["sG"], "GC+RGA": fusion(self.scores, l1, 0.0),
+                "MIA": fusion(self.scores, l1, l2)}[name]
+
+    def top(self, query: int, k: int = 10, ranking: str = "MIA") -> list[int]:
+        return torch.topk(self.ranking_scores(ranking)[query], k).indices.tolist()
+
+    def is_match(self, query: int, image: int) -> bool:
+        return bool(self.inputs.query_pids[query] == self.inputs.gallery_pids[image])
+
+    def first_hit_rank(self, ranking: str = "MIA") -> torch.Tensor:
+        """0-based rank of the first true image for every query [Q]."""
+        order = torch.sort(self.ranking_scores(ranking), dim=1, descending=True,
+                           stable=True).indices
+        hits = self.inputs.gallery_pids[order] == self.inputs.query_pids[:, None]
+        return hits.float().argmax(1)
+
+    def attention(self, query: int, image: int) -> dict[str, torch.Tensor]:
+        """RGA and BFM weights of one (caption, image) pair (see paired_attention)."""
+        keep = self.txt.phrase_mask[query]
+        txt = self.txt.select(slice(query, query + 1))
+        txt = TextEmbeddings(txt.global_, txt.phrases[:, keep], txt.phrase_mask[:, keep],
+                             txt.rga_keys[:, keep], txt.bfm_keys[:, keep])
+        att = paired_attention(self.img.select(slice(image, image + 1)), txt)
+        return {k: v[0] for k, v in att.items()}
+
+    def phrases(self, query: int) -> list[str]:
+        return [" ".join(p) for p in self.data.parsed[self.inputs.query_texts[query]].phrases]
+
+    def image_path(self, image: int) -> Path:
+        return self.data.dataset.image_path(self.inputs.gallery[image])
