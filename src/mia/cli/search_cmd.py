@@ -10,7 +10,8 @@ from mia.cli.common import HelpFormatter, print_json
 DESCRIPTION = """Search a gallery index with a description. Prints the ranked images with
 the fused score sF and its parts sG, sR, sL, which stripes of each image the sentence
 weighted most (RGA I->T) and, for each noun phrase, its best-matching stripe (BFM P->N).
-Galleries above 20,000 images are searched in two stages (--candidates best images by sG,
+Galleries whose prepared features fit in 1 GB (about 40,000 images at D=256, 10,000 at
+D=1024) are scored exactly; larger ones in two stages (--candidates best images by sG,
 then exact fusion); --candidates 0 forces exact scoring of every image."""
 
 
@@ -21,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("query", metavar="DESCRIPTION", help="the description, quoted")
     parser.add_argument("--top", type=int, default=10, help="number of results")
     parser.add_argument("--candidates", type=int,
-                        help="stage-1 candidates by sG (default: exact up to 20,000 images, "
-                        "else 500; 0 = always exact)")
+                        help="stage-1 candidates by sG (default: exact when the gallery fits "
+                        "1 GB prepared, else 500; 0 = always exact)")
     parser.add_argument("--backend", default="torch", choices=("torch", "faiss-flat",
                                                                 "faiss-hnsw"),
                         help="stage-1 candidate search")

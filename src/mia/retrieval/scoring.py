@@ -64,6 +64,12 @@ class Gallery:
     def __len__(self) -> int:
         return self.i_hat.shape[0]
 
+    @staticmethod
+    def bytes_per_image(dim: int, parts: int, dtype: torch.dtype = torch.float32) -> int:
+        """Memory a prepared gallery needs per image."""
+        size = torch.finfo(dtype).bits // 8
+        return (4 * parts + 1) * dim * size + 4 * dim + 4 * parts * (parts + 1)
+
 
 @dataclass
 class QueryBucket:
@@ -204,12 +210,20 @@ def score_all(img: ImageEmbeddings, txt: TextEmbeddings, keys: tuple[str, ...] =
     copies of the features; ``dtype`` is the matrix-product precision (float32 or
     bfloat16; elementwise work is float32 either way).
     """
+    return score_prepared(Gallery.build(img, dtype), txt, keys, memory_mb, dtype,
+                          block_elements)
+
+
+@torch.no_grad()
+def score_prepared(gal: Gallery, txt: TextEmbeddings, keys: tuple[str, ...] = DEFAULT_KEYS,
+                   memory_mb: float = 1024, dtype: torch.dtype = torch.float32,
+                   block_elements: int = BLOCK_ELEMENTS) -> dict[str, Tensor]:
+    """:func:`score_all` with the per-image tensors prepared once (a served gallery)."""
     unknown = set(keys) - set(ALL_KEYS)
     if unknown:
         raise ValueError(f"unknown similarity keys {sorted(unknown)} (valid: {ALL_KEYS})")
-    Q, G = len(txt), len(img)
-    out = _Outputs(keys, Q, G, img.global_.device)
-    gal = Gallery.build(img, dtype)
+    Q, G = len(txt), len(gal)
+    out = _Outputs(keys, Q, G, gal.i_hat.device)
     t_hat = F.normalize(txt.global_.float(), dim=-1, eps=EPS)
     if "s_g" in keys:
         out.mats["s_g"] = t_hat @ gal.i_hat.T

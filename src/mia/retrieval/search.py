@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,14 +20,15 @@ from mia.model.embeddings import TextEmbeddings
 from mia.model.similarity import paired_attention
 from mia.retrieval.candidates import CandidateIndex
 from mia.retrieval.index import GalleryIndex, check_fingerprint, model_fingerprint
-from mia.retrieval.scoring import score_all
+from mia.retrieval.scoring import Gallery, score_all, score_prepared
 from mia.text.phrases import parse_caption
 from mia.utils.errors import MiaError
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_WORDS = 120  # CUHK-PEDES captions have at most ~96 words
-EXHAUSTIVE_UP_TO = 20000  # galleries this small are scored exactly without candidates
+EXHAUSTIVE_MB = 1024  # galleries whose prepared tensors fit this are scored exhaustively
+DEFAULT_CANDIDATES = 500
 
 
 class QueryError(MiaError):
@@ -45,6 +47,10 @@ class Searcher:
         self.candidates = candidates
         self.backend = backend
         self._stage1: CandidateIndex | None = None
+        self._gallery: Gallery | None = None  # prepared once for exhaustive search
+        per_image = Gallery.bytes_per_image(index.arrays["global"].shape[1],
+                                            index.arrays["parts"].shape[1])
+        self.exhaustive_up_to = EXHAUSTIVE_MB * 2**20 // per_image
 
     @property
     def stage1(self) -> CandidateIndex:
@@ -82,24 +88,29 @@ class Searcher:
         return emb, parsed.phrases, warnings
 
     def _candidate_ids(self, txt: TextEmbeddings, count: int | None) -> torch.Tensor | None:
+        """Stage-1 candidates, or None to score every image exactly."""
         G = len(self.index)
         if count is None:
             count = self.candidates
-        if count is None and G <= EXHAUSTIVE_UP_TO or count is not None and count >= G:
+        if count is None and G <= self.exhaustive_up_to or count is not None and count >= G:
             return None
         t_hat = F.normalize(txt.global_.float(), dim=-1)
-        return self.stage1.search(t_hat, count or 500)[1][0]
+        return self.stage1.search(t_hat, count or DEFAULT_CANDIDATES)[1][0]
 
     def scores(self, txt: TextEmbeddings, ids: torch.Tensor | None,
                chunk: int = 8192) -> dict[str, torch.Tensor]:
         """sG, sR, sL, sF [1, C] for candidate ``ids`` (all images when None)."""
-        parts = []
-        pieces = [ids] if ids is not None else [torch.arange(s, min(s + chunk, len(self.index)))
-                                                for s in range(0, len(self.index), chunk)]
-        for piece in pieces:
-            img = self.index.embeddings(piece.numpy())
-            parts.append(score_all(img, txt, keys=("s_g", "s_r", "s_l")))
-        out = {k: torch.cat([p[k] for p in parts], dim=1) for k in ("s_g", "s_r", "s_l")}
+        keys = ("s_g", "s_r", "s_l")
+        if ids is not None:
+            out = score_all(self.index.embeddings(ids.numpy()), txt, keys=keys)
+        elif len(self.index) <= self.exhaustive_up_to:
+            if self._gallery is None:
+                self._gallery = Gallery.build(self.index.embeddings(), torch.float32)
+            out = score_prepared(self._gallery, txt, keys=keys)
+        else:  # exact over a gallery too large to keep prepared: stream it in chunks
+            parts = [score_all(self.index.embeddings(np.arange(s, min(s + chunk, len(self.index)))),
+                               txt, keys=keys) for s in range(0, len(self.index), chunk)]
+            out = {k: torch.cat([p[k] for p in parts], dim=1) for k in keys}
         out["s_f"] = out["s_g"] + self.lambda1 * out["s_r"] + self.lambda2 * out["s_l"]
         return out
 
