@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[1024, 256])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--candidates", type=int, nargs="+", default=[100, 200, 500, 1000])
-    parser.add_argument("--backends", nargs="+", default=["torch", "faiss-hnsw"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "faiss-ivf"])
     parser.add_argument("--agreement-up-to", type=int, default=100000)
     parser.add_argument("--agreement-queries", type=int, default=100)
     args = parser.parse_args()

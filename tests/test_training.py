@@ -109,9 +109,9 @@ def test_resume_with_missing_or_corrupt_checkpoint(synth_dir, tmp_path):
 
 
 def test_nan_loss_stops_naming_step_epoch_and_term(synth_dir, tmp_path, monkeypatch):
-    from mia.training import trainer as trainer_module
+    from mia.training import step as step_module
 
-    real = trainer_module.compute_losses
+    real = step_module.compute_losses
 
     def poisoned(model, img, txt, labels, image_index, losses, margin):
         terms = real(model, img, txt, labels, image_index, losses, margin)
@@ -119,7 +119,7 @@ def test_nan_loss_stops_naming_step_epoch_and_term(synth_dir, tmp_path, monkeypa
             terms["match_gc"] = terms["match_gc"] * float("nan")
         return terms
 
-    monkeypatch.setattr(trainer_module, "compute_losses", poisoned)
+    monkeypatch.setattr(step_module, "compute_losses", poisoned)
     with pytest.raises(MiaError, match="diverged at step 'step2', epoch 1, iteration 1: loss "
                                       "term 'match_gc' is nan; the last good checkpoint is kept"):
         train(tiny(), synth_dir, tmp_path / "nan", progress=False)

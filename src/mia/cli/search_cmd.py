@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="stage-1 candidates by sG (default: exact when the gallery fits "
                         "1 GB prepared, else 500; 0 = always exact)")
     parser.add_argument("--backend", default="torch", choices=("torch", "faiss-flat",
-                                                                "faiss-hnsw"),
+                                                                "faiss-ivf", "faiss-hnsw"),
                         help="stage-1 candidate search")
     parser.add_argument("--run", help="run directory (default: the one that built the index)")
     parser.add_argument("--lambda1", type=float, help="weight of sR (default: the run's)")

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--run", help="run directory (default: the one that built the index)")
     parser.add_argument("--candidates", type=int, help="stage-1 candidates (large galleries)")
     parser.add_argument("--backend", default="torch",
-                        choices=("torch", "faiss-flat", "faiss-hnsw"))
+                        choices=("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw"))
     parser.set_defaults(func=run)
 
 

@@ -17,7 +17,9 @@ where its last checkpoint stopped.
 examples:
   mia train --config demo/mia --data data/synth --out runs/demo/mia
   mia train --config mia --data /data/CUHK-PEDES --out runs/mia-vgg --set train.batch_size=64
-  mia train --data /data/CUHK-PEDES --out runs/mia-vgg --resume"""
+  mia train --data /data/CUHK-PEDES --out runs/mia-vgg --resume
+  mia train --config mia_resnet50 --data /data/CUHK-PEDES --out runs/r50 --nproc 4
+  torchrun --nproc_per_node 4 -m mia train --config mia_resnet50 ...   (the same)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,22 +33,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue RUN from last.pt")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="override train.device")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                        help="override train.precision (fp16 needs a GPU)")
+    parser.add_argument("--pretrained", metavar="PATH|imagenet",
+                        help="initial CNN weights: a local state_dict file or 'imagenet' "
+                        "(sets model.pretrained)")
+    parser.add_argument("--word-vectors", metavar="PATH|glove-6b-50d",
+                        help="initial word embeddings (sets model.word_vectors)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes (one per GPU); runs itself under torchrun")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from mia.training.config import load_config
     from mia.training.launch import train
+    from mia.utils.errors import ConfigError
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _relaunch_under_torchrun(args.nproc)
+    sets = list(args.set) + [f"{key}={value}" for key, value in (
+        ("model.pretrained", args.pretrained), ("model.word_vectors", args.word_vectors),
+        ("train.precision", args.precision)) if value]
     config = None
     if args.config:
-        config = load_config(args.config, args.set)
-    elif args.set:
-        from mia.utils.errors import ConfigError
-
-        raise ConfigError("--set needs --config (a resumed run keeps its saved config)")
+        config = load_config(args.config, sets)
+    elif sets:
+        raise ConfigError("--set/--pretrained/--word-vectors/--precision need --config "
+                          "(a resumed run keeps its saved config)")
     summary = train(config, args.data, args.out, resume=args.resume, format=args.format,
                     skip_bad=args.skip_bad, progress=not args.no_progress, device=args.device)
     if args.json:
@@ -57,3 +75,18 @@ def run(args: argparse.Namespace) -> int:
               + (f"; best {best['metric']} = {best['value']:.2f} (step {best['step']}, "
                  f"epoch {best['epoch']})" if best else ""))
     return 0
+
+
+def _relaunch_under_torchrun(nproc: int) -> int:
+    """Run this same command in ``nproc`` processes with torchrun (single node)."""
+    import subprocess
+    import sys
+
+    argv = sys.argv[1:]
+    if "--nproc" in argv:
+        i = argv.index("--nproc")
+        argv = argv[:i] + argv[i + 2:]
+    argv = [a for a in argv if not a.startswith("--nproc=")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           str(nproc), "-m", "mia", *argv]
+    return subprocess.call(cmd)

@@ -45,10 +45,14 @@ class ModelConfig:
     # Initial backbone weights: null (random), "imagenet", or a state_dict file. Only used
     # when a run starts; checkpoints carry the trained weights.
     pretrained: str | None = None
+    # Initial word embeddings: null (random, as the paper), "glove-6b-50d", or a text file
+    # of vectors; word_vectors_dim is their size, filled in when a run starts.
+    word_vectors: str | None = None
+    word_vectors_dim: int = 0
 
 
 # ModelConfig fields that do not change the architecture (not compared with checkpoints)
-NON_ARCHITECTURE = ("pretrained",)
+NON_ARCHITECTURE = ("pretrained", "word_vectors")
 
 
 class MIA(nn.Module):
@@ -61,7 +65,8 @@ class MIA(nn.Module):
             num_parts=config.num_parts, small_width=config.small_width,
             last_stride=config.last_stride)
         self.text_encoder = TextEncoder(vocab_size=vocab_size, word_dim=config.word_dim,
-                                        hidden=config.gru_hidden, embed_dim=d)
+                                        hidden=config.gru_hidden, embed_dim=d,
+                                        vectors_dim=config.word_vectors_dim)
         self.mlp_v_rga, self.mlp_t_rga = mlp(d, h, d), mlp(d, h, d)
         self.mlp_v_bfm, self.mlp_t_bfm = mlp(d, h, d), mlp(d, h, d)
         self.classifier = nn.Linear(d, num_classes)  # W_s, b_s shared by I and T (Eq. 19)
@@ -73,6 +78,19 @@ class MIA(nn.Module):
 
             load_backbone_weights(self.image_encoder.backbone, self.config.backbone,
                                   self.config.pretrained)
+
+    def load_word_vectors(self, vocab, seed: int = 0) -> float:
+        """Initialise the word embedding from ``config.word_vectors``; returns the fraction
+        of the vocabulary the vectors cover (1.0 when no vectors are configured)."""
+        if not self.config.word_vectors:
+            return 1.0
+        from mia.text.word_vectors import embedding_matrix, load_word_vectors
+
+        words, vectors = load_word_vectors(self.config.word_vectors)
+        matrix, coverage = embedding_matrix(vocab, words, vectors, seed)
+        with torch.no_grad():
+            self.text_encoder.embedding.weight.copy_(torch.from_numpy(matrix))
+        return coverage
 
     def encode_images(self, images: Tensor, with_parts: bool = True) -> ImageEmbeddings:
         """images [B, 3, H, W] -> I, P and the visual MLP outputs."""

@@ -11,9 +11,14 @@ from torch.nn.utils.rnn import pack_padded_sequence
 class TextEncoder(nn.Module):
     """Captions -> sentence feature T [B, D] and phrase features N [B, m, D]."""
 
-    def __init__(self, *, vocab_size: int, word_dim: int, hidden: int, embed_dim: int):
+    def __init__(self, *, vocab_size: int, word_dim: int, hidden: int, embed_dim: int,
+                 vectors_dim: int = 0):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)  # W_e, Eq. 1
+        # W_e, Eq. 1. With pre-trained vectors of another size, the table has their size and
+        # a linear map projects them to word_dim.
+        table_dim = vectors_dim or word_dim
+        self.embedding = nn.Embedding(vocab_size, table_dim, padding_idx=0)
+        self.word_proj = nn.Linear(table_dim, word_dim) if vectors_dim else nn.Identity()
         self.gru = nn.GRU(word_dim, hidden, batch_first=True, bidirectional=True)  # Eq. 2
         self.sentence_fc = nn.Linear(2 * hidden, embed_dim)  # W_g, b_g, Eq. 3
         self.phrase_fc = nn.Linear(2 * hidden, embed_dim)  # W_l, b_l, Eq. 5
@@ -23,7 +28,8 @@ class TextEncoder(nn.Module):
 
         Sequences are packed, so padding never changes the result.
         """
-        packed = pack_padded_sequence(self.embedding(tokens), lengths.clamp_min(1).cpu(),
+        packed = pack_padded_sequence(self.word_proj(self.embedding(tokens)),
+                                      lengths.clamp_min(1).cpu(),
                                       batch_first=True, enforce_sorted=False)
         _, h_n = self.gru(packed)  # [2, N, H]: final forward state, final backward state
         return torch.cat([h_n[0], h_n[1]], dim=-1)

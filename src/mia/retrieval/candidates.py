@@ -1,9 +1,10 @@
 """Stage 1 of large-gallery search: candidate images from the global features alone.
 
 Backends: ``torch`` (exact inner products over unit global features, float16 or float32,
-no extra dependency), ``faiss-flat`` (exact, FAISS) and ``faiss-hnsw`` (approximate graph
-search, FAISS, for millions of images). FAISS is optional (``pip install faiss-cpu``) and
-imported only when asked for.
+no extra dependency), ``faiss-flat`` (exact, FAISS), ``faiss-ivf`` (inverted lists over
+k-means cells, approximate, fast to build) and ``faiss-hnsw`` (graph search, approximate,
+slow to build). FAISS is optional (``pip install faiss-cpu``) and imported only when asked
+for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from mia.utils.errors import MiaError
 
-BACKENDS = ("torch", "faiss-flat", "faiss-hnsw")
+BACKENDS = ("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw")
 
 
 def _faiss():
@@ -30,10 +31,11 @@ class CandidateIndex:
     """Top-C images by sG = cos(I, T) for one or more unit sentence features."""
 
     def __init__(self, global_features: np.ndarray | torch.Tensor, backend: str = "torch",
-                 dtype: torch.dtype = torch.float16, hnsw_m: int = 32, ef_search: int = 128):
+                 dtype: torch.dtype = torch.float16, hnsw_m: int = 32, ef_search: int = 128,
+                 nprobe: int = 32):
         if backend not in BACKENDS:
             raise MiaError(f"unknown candidate backend {backend!r} (valid: {', '.join(BACKENDS)})")
-        self.backend, self.ef_search = backend, ef_search
+        self.backend, self.ef_search, self.nprobe = backend, ef_search, nprobe
         feats = torch.from_numpy(np.array(global_features, dtype=np.float32))
         feats = F.normalize(feats, dim=-1)
         if backend == "torch":
@@ -43,6 +45,14 @@ class CandidateIndex:
         data = np.ascontiguousarray(feats.numpy(), dtype=np.float32)
         if backend == "faiss-flat":
             self.index = faiss.IndexFlatIP(data.shape[1])
+        elif backend == "faiss-ivf":
+            cells = max(1, min(int(4 * len(data) ** 0.5), len(data) // 39))
+            self.quantizer = faiss.IndexFlatIP(data.shape[1])
+            self.index = faiss.IndexIVFFlat(self.quantizer, data.shape[1], cells,
+                                            faiss.METRIC_INNER_PRODUCT)
+            sample = data[np.random.default_rng(0).permutation(len(data))[:cells * 64]]
+            self.index.train(sample)
+            self.index.nprobe = min(nprobe, cells)
         else:
             self.index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efSearch = ef_search

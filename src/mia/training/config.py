@@ -64,6 +64,8 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16
     grad_clip: float | None = None
     validate: bool = True  # evaluate on the validation split after every epoch
+    channels_last: bool = False  # NHWC memory layout for the CNN (faster on many CPUs/GPUs)
+    sync_bn: bool = True  # SyncBatchNorm when training on several GPUs
 
 
 @dataclass

@@ -1,7 +1,12 @@
-"""``mia train`` as a library function: prepare a run directory, build everything, train."""
+"""``mia train`` as a library function: prepare a run directory, build everything, train.
+
+Also runs under ``torchrun`` (one process per device): every rank builds the same data and
+model; rank 0 alone writes the run directory, logs and checkpoints.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 from pathlib import Path
@@ -14,8 +19,10 @@ from mia.data.pipeline import load_run_data
 from mia.data.records import label_map
 from mia.evaluation.encode import encode_captions, encode_gallery
 from mia.evaluation.evaluate import EvalInputs, evaluate_scores, granularity_scores
+from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.mia import MIA
 from mia.text.vocab import Vocabulary
+from mia.training import distributed
 from mia.training.checkpoint import check_compatible, load_checkpoint
 from mia.training.config import Config, dump_yaml
 from mia.training.device import check_precision, resolve_device
@@ -28,8 +35,8 @@ from mia.utils.io import atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 
-def prepare_run(run: RunDir, config: Config | None, resume: bool) -> Config:
-    """The run's config: a new run saves it, a resumed run reads it back."""
+def prepare_run(run: RunDir, config: Config | None, resume: bool, write: bool = True) -> Config:
+    """The run's config: a new run saves it (when ``write``), a resumed run reads it back."""
     if resume:
         if not run.last.is_file():
             raise CheckpointError(f"--resume: {run.last} not found (nothing to resume)")
@@ -38,14 +45,26 @@ def prepare_run(run: RunDir, config: Config | None, resume: bool) -> Config:
             raise MiaError(f"--resume: {run.config} differs from the given config; resume "
                            "without --config/--set, or start a new run with another --out")
         return saved
-    if run.last.is_file():
-        raise MiaError(f"{run.path} already holds a trained run ({run.last}); use --resume "
-                       "to continue it or choose another --out (nothing was overwritten)")
     if config is None:
         raise MiaError("--config is required for a new run")
-    run.path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.config, dump_yaml(config))
+    if write:
+        if run.last.is_file():
+            raise MiaError(f"{run.path} already holds a trained run ({run.last}); use "
+                           "--resume to continue it or choose another --out (nothing was "
+                           "overwritten)")
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run.config, dump_yaml(config))
     return config
+
+
+def with_word_vectors_dim(cfg: Config) -> Config:
+    """Fill in model.word_vectors_dim from the configured vectors (new runs)."""
+    if not cfg.model.word_vectors or cfg.model.word_vectors_dim:
+        return cfg
+    from mia.text.word_vectors import load_word_vectors
+
+    dim = load_word_vectors(cfg.model.word_vectors)[1].shape[1]
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, word_vectors_dim=dim))
 
 
 def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resume: bool = False,
@@ -53,40 +72,54 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
           device: str | None = None) -> dict:
     """Train a run end to end; returns the run summary (also written to RUN/summary.json)."""
     run = RunDir(Path(out))
-    cfg = prepare_run(run, config, resume)
-    dev = resolve_device(device or cfg.train.device)
-    check_precision(cfg.train.precision, dev)
-    state = load_checkpoint(run.last, map_location=dev) if resume else None
-    vocab = Vocabulary.load(run.vocab) if resume else None
-    data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab, progress=progress)
+    config = with_word_vectors_dim(config) if config is not None else None
+    dev = resolve_device(device or (config.train.device if config else "auto"))
+    ctx = distributed.from_environment(dev.type)
+    if dev.type == "cuda" and ctx.enabled:
+        dev = torch.device("cuda", ctx.local_rank)
+    try:
+        cfg = prepare_run(run, config, resume, write=ctx.is_main)
+        _barrier(ctx)
+        check_precision(cfg.train.precision, dev)
+        state = load_checkpoint(run.last, map_location=dev) if resume else None
+        return _train(cfg, run, data_dir, format, skip_bad, progress, dev, ctx, state)
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, ctx, state
+           ) -> dict:
+    vocab = Vocabulary.load(run.vocab) if state is not None else None
+    data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab,
+                         progress=progress and ctx.is_main)
     train_records = data.dataset.split("train")
     labels = label_map(train_records)
-    if not resume:
+    if state is None and ctx.is_main:
         data.vocab.save(run.vocab)
         atomic_write_json(run.meta, {
             "num_classes": len(labels), "data": str(Path(data_dir).resolve()),
             "format": data.dataset.format, "vocab_size": len(data.vocab),
             "vocab_fingerprint": data.vocab.fingerprint, "mia_version": __version__,
-            "torch": torch.__version__, "python": platform.python_version()})
-    torch.manual_seed(cfg.train.seed)
-    model = MIA(cfg.model, len(data.vocab), len(labels))
-    if not resume:
-        model.load_pretrained_backbone()
-    model.to(dev)
+            "torch": torch.__version__, "python": platform.python_version(),
+            "world_size": ctx.world})
+    model = _build_model(cfg, data.vocab, len(labels), fresh=state is None, device=dev, ctx=ctx)
     pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
                        seed=cfg.train.seed)
     sampler = UniqueImageBatchSampler(
         pairs.image_of, cfg.train.batch_size, seed=cfg.train.seed,
-        person_of=[r.person_id for r in (train_records[i] for i in pairs.image_of)],
-        pk=tuple(cfg.train.pk) if cfg.train.sampler == "pk" else None)
+        person_of=[train_records[i].person_id for i in pairs.image_of],
+        pk=tuple(cfg.train.pk) if cfg.train.sampler == "pk" else None,
+        rank=ctx.rank, world_size=ctx.world)
     hooks = []
     if cfg.train.validate and "val" in data.dataset.splits:
-        hooks.append(Validator(_validation_fn(cfg, data, dev)))
+        hooks.append(Validator(_validation_fn(cfg, data, dev, ctx)))
     elif cfg.train.validate:
         log.warning("no 'val' split: no validation; evaluate uses the last checkpoint")
-    hooks += [JsonlLogger(run.log), TensorBoardLogger(run.path / "tb"), Checkpointer(run)]
+    if ctx.is_main:
+        hooks += [JsonlLogger(run.log), TensorBoardLogger(run.path / "tb"), Checkpointer(run)]
     trainer = Trainer(cfg, model, pairs, sampler, hooks, num_classes=len(labels),
-                      vocab_fingerprint=data.vocab.fingerprint, device=dev, progress=progress)
+                      vocab_fingerprint=data.vocab.fingerprint, device=dev, progress=progress,
+                      ctx=ctx)
     if state is not None:
         check_compatible(state, run.last, cfg.model, data.vocab.fingerprint, len(data.vocab),
                          len(labels))
@@ -97,18 +130,52 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
     summary = {"run": str(run.path), "epochs": len(history), "best": trainer.best,
                "last_val": next((h["val"] for h in reversed(history) if "val" in h), None),
                "seconds": round(sum(h["seconds"] for h in history), 1)}
-    atomic_write_json(run.path / "summary.json", summary)
+    if ctx.is_main:
+        atomic_write_json(run.path / "summary.json", summary)
     return summary
 
 
-def _validation_fn(cfg: Config, data, device):
+def _build_model(cfg: Config, vocab: Vocabulary, num_classes: int, fresh: bool, device,
+                 ctx) -> MIA:
+    torch.manual_seed(cfg.train.seed)
+    model = MIA(cfg.model, len(vocab), num_classes)
+    if fresh:
+        model.load_pretrained_backbone()
+        coverage = model.load_word_vectors(vocab, cfg.train.seed)
+        if cfg.model.word_vectors:
+            log.info("word vectors %s cover %.1f%% of the vocabulary", cfg.model.word_vectors,
+                     100 * coverage)
+    if device.type == "cuda" and ctx.enabled and cfg.train.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def _barrier(ctx) -> None:
+    if ctx.enabled:
+        torch.distributed.barrier()
+
+
+def _validation_fn(cfg: Config, data, device, ctx):
+    """Validation on every rank: each encodes its share of the split, all gather."""
     inputs = EvalInputs.from_records(data.dataset.split("val"))
 
+    def share(items: list) -> list:
+        per = -(-len(items) // ctx.world)
+        return items[ctx.rank * per:(ctx.rank + 1) * per]
+
     def evaluate(model: MIA) -> dict:
-        img = encode_gallery(model, inputs.gallery, data.store, cfg.eval.batch_size, device)
-        txt = encode_captions(model, inputs.query_texts, data.corpus, cfg.eval.batch_size,
-                              device)
-        scores = granularity_scores(img, txt)
-        return evaluate_scores(scores, inputs, cfg.eval.lambda1, cfg.eval.lambda2)
+        img = encode_gallery(model, share(inputs.gallery), data.store, cfg.eval.batch_size,
+                             device)
+        txt = encode_captions(model, share(inputs.query_texts), data.corpus,
+                              cfg.eval.batch_size, device)
+        if ctx.enabled:
+            img = ImageEmbeddings.cat([p for p in distributed.gather_objects(ctx, img)
+                                       if len(p)])
+            txt = TextEmbeddings.cat([p for p in distributed.gather_objects(ctx, txt)
+                                      if len(p)])
+        return evaluate_scores(granularity_scores(img, txt), inputs, cfg.eval.lambda1,
+                               cfg.eval.lambda2)
 
     return evaluate

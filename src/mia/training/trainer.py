@@ -14,8 +14,11 @@ from tqdm import tqdm
 from mia.data.loading import TrainPairs, UniqueImageBatchSampler, collate_pairs
 from mia.model.mia import MIA, PARAMETER_GROUPS
 from mia.training.config import Config, StepConfig
+from mia.training.device import AUTOCAST_DTYPES
+from mia.training.distributed import DistContext
 from mia.training.hooks import Hook, finite_or_raise
-from mia.training.objectives import compute_losses, needs
+from mia.training.objectives import needs
+from mia.training.step import TrainingStep
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +44,15 @@ def set_trainable(model: MIA, groups: list[str]) -> list[torch.nn.Parameter]:
 class Trainer:
     def __init__(self, config: Config, model: MIA, pairs: TrainPairs,
                  sampler: UniqueImageBatchSampler, hooks: list[Hook], *, num_classes: int,
-                 vocab_fingerprint: str, device: torch.device, progress: bool = True):
+                 vocab_fingerprint: str, device: torch.device, progress: bool = True,
+                 ctx: DistContext = DistContext()):
         self.config, self.model, self.pairs, self.sampler = config, model, pairs, sampler
-        self.hooks, self.device, self.progress = hooks, device, progress
+        self.hooks, self.device, self.ctx = hooks, device, ctx
+        self.progress = progress and ctx.is_main
+        self.autocast_dtype = AUTOCAST_DTYPES[config.train.precision]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
+        self.channels_last = config.train.channels_last
+        self.step_module: torch.nn.Module | None = None
         self.num_classes, self.vocab_fingerprint = num_classes, vocab_fingerprint
         self.steps = list(config.steps.items())
         self.optimizer = self.scheduler = None
@@ -59,6 +68,13 @@ class Trainer:
     def _make_optimizer(self, step: StepConfig) -> None:
         params = set_trainable(self.model, step.train)
         self.optimizer = torch.optim.Adam(params, lr=step.lr, weight_decay=step.weight_decay)
+        self.step_module = TrainingStep(self.model, self.config.train.margin, self.ctx)
+        if self.ctx.enabled:  # new wrapper per step: the trainable parameters changed
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.step_module = DistributedDataParallel(
+                self.step_module, device_ids=[self.ctx.local_rank]
+                if self.device.type == "cuda" else None, find_unused_parameters=True)
         self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, step.lr_step,
                                                           step.lr_gamma)
                           if step.lr_step else None)
@@ -140,24 +156,20 @@ class Trainer:
     def _train_iteration(self, batch: dict, step: StepConfig, with_parts: bool,
                          where: str) -> dict[str, float]:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        precision = self.config.train.precision
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        if self.channels_last:
+            batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
+        dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            img = self.model.encode_images(batch["images"], with_parts=with_parts)
-            text_inputs = {k: batch[k] for k in ("tokens", "lengths")}
-            if with_parts:
-                text_inputs.update({k: batch[k] for k in
-                                    ("phrase_tokens", "phrase_lengths", "phrase_mask")})
-            txt = self.model.encode_texts(**text_inputs)
-            terms = compute_losses(self.model, img, txt, batch["labels"], batch["image_index"],
-                                   step.losses, self.config.train.margin)
+            terms = self.step_module(batch, step.losses, with_parts)
         finite_or_raise(terms, where)
         loss = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if self.config.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]],
                 self.config.train.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return {k: float(v.detach()) for k, v in terms.items()}
