@@ -27,7 +27,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_phrases import make_captions  # noqa: E402
-
 from mia.data.synth import generate_dataset  # noqa: E402
 from mia.retrieval.index import ARRAYS, FORMAT, model_fingerprint  # noqa: E402
 from mia.training.config import load_config  # noqa: E402
