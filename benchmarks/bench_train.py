@@ -1,20 +1,26 @@
-"""Training throughput of MIA step 2 beside the backbone's own forward + backward.
+"""Training throughput of each MIA step, beside the backbone's own forward + backward.
 
-One batch of caption-image pairs with the paper's shapes (384x128 images, D = E-sized
-text path, ~23-word captions with ~6 noun phrases of ~3 words). Measured in the same run:
+One batch of caption-image pairs with the paper's shapes (384x128 images, D = 1024,
+E = 300, H = 1024, ~23-word captions with 3-10 noun phrases). Measured in the same run:
 
-- backbone: CNN forward + backward only (the floor: what any image-text model pays);
-- step 2: the full MIA iteration (CNN, global and part branches, Bi-GRU on sentences and
-  phrases, RGA MLPs, identity + GC + RGA matching losses, backward, Adam step).
+- backbone: CNN forward + backward only (the floor any image-text model pays);
+- step 1 / 2 / 3: the full iteration of that step as configs/mia.yaml describes it
+  (trainable groups, losses, backward, Adam step).
 
-The overhead (step 2 / backbone - 1) is what the heads, text path and losses add.
+The step-2 overhead (step 2 / backbone - 1) is what MIA's heads, text path and losses add.
+``--project`` turns the per-step throughput into the time of the paper's whole recipe on
+CUHK-PEDES (68,108 training pairs; 10 + 20 + 5 epochs).
 
-    python benchmarks/bench_train.py [--backbone resnet50] [--batch 16] [--precision fp32|bf16]
+    python benchmarks/bench_train.py [--backbone resnet50] [--batch 16]
+                                     [--precision fp32 bf16] [--device cpu|cuda]
+On a GPU (one command, a few minutes):
+    python benchmarks/bench_train.py --device cuda --batch 96 --precision bf16 --project
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,8 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import timeit  # noqa: E402
 from mia.model.mia import MIA, ModelConfig  # noqa: E402
 from mia.training.config import load_config  # noqa: E402
-from mia.training.objectives import compute_losses  # noqa: E402
+from mia.training.distributed import DistContext  # noqa: E402
+from mia.training.objectives import needs  # noqa: E402
+from mia.training.step import TrainingStep  # noqa: E402
 from mia.training.trainer import set_trainable  # noqa: E402
+
+CUHK_TRAIN_PAIRS = 68108
 
 
 def fake_batch(batch: int, height: int, width: int, vocab: int, seed: int = 0) -> dict:
@@ -46,28 +56,23 @@ def fake_batch(batch: int, height: int, width: int, vocab: int, seed: int = 0) -
             "image_index": torch.arange(batch)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--height", type=int, default=384)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+def measure(args, precision: str) -> dict:
     device = torch.device(args.device)
     cfg = load_config("mia")
-    model_cfg = ModelConfig(**{**cfg.model.__dict__, "backbone": args.backbone})
+    model_cfg = ModelConfig(**{**cfg.model.__dict__, "backbone": args.backbone,
+                               "pretrained": None})
     model = MIA(model_cfg, vocab_size=5000, num_classes=1000).to(device)
-    step = cfg.steps["step2"]
-    params = set_trainable(model, step.train)
-    optimizer = torch.optim.Adam(params, lr=step.lr)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     batch = {k: v.to(device) for k, v in
              fake_batch(args.batch, args.height, args.width, 5000).items()}
-    dtype = torch.bfloat16 if args.precision == "bf16" else None
-    autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
+    if args.channels_last:
+        batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
+    dtype = {"bf16": torch.bfloat16, "fp32": None}[precision]
+    step_module = TrainingStep(model, cfg.train.margin, DistContext())
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
     def sync():
         if device.type == "cuda":
@@ -79,27 +84,63 @@ def main() -> None:
         out.backward()
         sync()
 
-    def full_step():
-        with autocast():
-            img = model.encode_images(batch["images"])
-            txt = model.encode_texts(batch["tokens"], batch["lengths"], batch["phrase_tokens"],
-                                     batch["phrase_lengths"], batch["phrase_mask"])
-            terms = compute_losses(model, img, txt, batch["labels"], batch["image_index"],
-                                   step.losses, cfg.train.margin)
-        optimizer.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-        optimizer.step()
-        sync()
+    set_trainable(model, ["backbone"])
+    times = {"backbone": timeit(backbone_only, repeat=args.repeat)}
+    for name in args.steps:
+        step = cfg.steps[name]
+        optimizer = torch.optim.Adam(set_trainable(model, step.train), lr=step.lr)
+        with_parts, _ = needs(step.losses)
 
-    t_backbone = timeit(backbone_only, repeat=args.repeat)
-    t_full = timeit(full_step, repeat=args.repeat)
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
-          f"{args.precision}; {args.backbone} at {args.height}x{args.width}, batch {args.batch},"
-          f" paper dims (D=1024, E=300, H=1024)")
-    print(f"backbone forward+backward: {t_backbone:.3f} s/batch = "
-          f"{args.batch / t_backbone:.1f} pairs/s")
-    print(f"MIA step 2 iteration:      {t_full:.3f} s/batch = {args.batch / t_full:.1f} pairs/s")
-    print(f"overhead of heads, text path and losses: {100 * (t_full / t_backbone - 1):.1f}%")
+        def iteration(step=step, optimizer=optimizer, with_parts=with_parts):
+            with autocast():
+                terms = step_module(batch, step.losses, with_parts)
+            optimizer.zero_grad(set_to_none=True)
+            sum(terms.values()).backward()
+            optimizer.step()
+            sync()
+
+        times[name] = timeit(iteration, repeat=args.repeat)
+    return {k: args.batch / v for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--height", type=int, default=384)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=("fp32", "bf16"))
+    parser.add_argument("--steps", nargs="+", default=["step2"],
+                        choices=("step1", "step2", "step3"))
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--project", action="store_true",
+                        help="also measure steps 1 and 3 and project the paper's recipe")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.project:
+        args.steps = ["step1", "step2", "step3"]
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    results = {p: measure(args, p) for p in args.precision}
+    if args.json:
+        print(json.dumps({"device": name, "batch": args.batch, "pairs_per_s": results}))
+        return
+    print(f"torch {torch.__version__}, {name}, {torch.get_num_threads()} threads; "
+          f"{args.backbone} at {args.height}x{args.width}, batch {args.batch}, paper dims "
+          f"(D=1024, E=300, H=1024){', channels_last' if args.channels_last else ''}")
+    for precision, pps in results.items():
+        line = ", ".join(f"{k} {v:.1f}" for k, v in pps.items())
+        print(f"{precision}: pairs/s: {line}")
+        if "step2" in pps:
+            print(f"{precision}: step-2 overhead over the backbone alone: "
+                  f"{100 * (pps['backbone'] / pps['step2'] - 1):.1f}%")
+        if args.project:
+            cfg = load_config("mia")
+            hours = sum(s.epochs * CUHK_TRAIN_PAIRS / pps[n] for n, s in cfg.steps.items())
+            print(f"{precision}: projected paper recipe on CUHK-PEDES (10 + 20 + 5 epochs of "
+                  f"{CUHK_TRAIN_PAIRS} pairs, data loading excluded): {hours / 3600:.1f} h")
 
 
 if __name__ == "__main__":
