@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--memory-mb", type=float, default=1024,
                         help="memory budget of the all-pairs scoring")
+    parser.add_argument("--score-dtype", default="fp32", choices=("fp32", "bf16"),
+                        help="precision of the scoring's matrix products")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run, args.data, args.split, checkpoint=args.checkpoint,
                           format=args.format, skip_bad=args.skip_bad, sweep=args.sweep,
                           lambda1=args.lambda1, lambda2=args.lambda2, device=args.device,
-                          memory_mb=args.memory_mb, progress=not (args.no_progress or args.json))
+                          memory_mb=args.memory_mb, score_dtype=args.score_dtype,
+                          progress=not (args.no_progress or args.json))
     if args.json:
         print_json(result)
         return 0

@@ -6,6 +6,8 @@ import logging
 import time
 from pathlib import Path
 
+import torch
+
 from mia.data.pipeline import load_run_data
 from mia.evaluation.encode import encode_captions, encode_gallery
 from mia.evaluation.evaluate import (
@@ -26,7 +28,7 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
                  checkpoint: str | Path | None = None, format: str | None = None,
                  skip_bad: bool = False, sweep: bool = False, lambda1: float | None = None,
                  lambda2: float | None = None, device: str = "auto", memory_mb: float = 1024,
-                 progress: bool = True, save: bool = True) -> dict:
+                 score_dtype: str = "fp32", progress: bool = True, save: bool = True) -> dict:
     """Evaluate a trained run on a split; the result is also saved under RUN/eval/."""
     dev = resolve_device(device)
     trained = load_trained(run, checkpoint, dev)
@@ -42,7 +44,8 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
     txt = encode_captions(trained.model, inputs.query_texts, data.corpus, cfg.eval.batch_size,
                           dev, progress=progress)
     encoded = time.time()
-    scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=memory_mb)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[score_dtype]
+    scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=memory_mb, dtype=dtype)
     scores = {k: v.cpu() for k, v in scores.items()}
     result = evaluate_scores(scores, inputs, l1, l2)
     subsets = per_subset(scores, inputs, l1, l2)
@@ -53,7 +56,7 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
     result["meta"] = {
         "run": str(run), "checkpoint": str(trained.checkpoint), "data": str(data_dir),
         "split": split, "queries": len(inputs.query_texts), "images": len(inputs.gallery),
-        "lambda1": l1, "lambda2": l2, "encode_seconds": round(encoded - started, 2),
+        "lambda1": l1, "lambda2": l2, "score_dtype": score_dtype, "encode_seconds": round(encoded - started, 2),
         "score_seconds": round(time.time() - encoded, 2), "config": cfg.name,
         "unknown_word_fraction": _unknown_fraction(data, inputs.query_texts),
     }
