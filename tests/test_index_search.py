@@ -164,3 +164,15 @@ def test_search_cli_json(index_dir, capsys):
     assert {"rank", "image", "score", "sG", "sR", "sL", "stripes", "phrase_to_stripe"} <= set(
         answer["results"][0])
     assert main(["search", str(index_dir), "  "]) == 2
+
+
+def test_search_many_equals_one_by_one_and_isolates_bad_queries(searcher):
+    texts = ["a man in a blue jacket", "  ", "a woman with long brown hair and a red bag"]
+    many = searcher.search_many(texts, top_k=4)
+    assert isinstance(many[1], QueryError)
+    for text, answer in zip(texts[::2], many[::2]):
+        one = searcher.search(text, top_k=4)
+        assert [r["index"] for r in answer["results"]] == [r["index"] for r in one["results"]]
+        for a, b in zip(answer["results"], one["results"]):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+            assert a["phrase_to_stripe"] == b["phrase_to_stripe"]

@@ -100,7 +100,7 @@ def test_unexpected_errors_are_500_without_stack_trace(folder_index, monkeypatch
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(search.Searcher, "search", boom)
+    monkeypatch.setattr(search.Searcher, "search_many", boom)
     response = TestClient(app, raise_server_exceptions=False).get("/api/search",
                                                                   params={"q": "a man"})
     assert response.status_code == 500

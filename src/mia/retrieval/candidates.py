@@ -67,4 +67,6 @@ class CandidateIndex:
         if self.backend == "faiss-hnsw":  # the beam must be at least as wide as the answer
             self.index.hnsw.efSearch = max(self.ef_search, 2 * count)
         values, indices = self.index.search(np.ascontiguousarray(t_hat.float().numpy()), count)
-        return torch.from_numpy(values), torch.from_numpy(indices).long()
+        values, indices = torch.from_numpy(values), torch.from_numpy(indices).long()
+        found = indices[0] >= 0  # FAISS pads with -1 when it finds fewer than count
+        return values[:, found], indices[:, found]

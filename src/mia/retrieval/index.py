@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +78,12 @@ class GalleryIndex:
                    listing["person_ids"], arrays)
 
     def embeddings(self, index=None, dtype=torch.float32) -> ImageEmbeddings:
-        """Rows ``index`` (default all) as ImageEmbeddings in ``dtype``."""
+        """Rows ``index`` (default all) as ImageEmbeddings in ``dtype`` (always a copy)."""
         pick = (lambda a: a) if index is None else (lambda a: a[index])
-        return ImageEmbeddings(**{field: torch.from_numpy(np.ascontiguousarray(
-            pick(self.arrays[name]))).to(dtype) for name, field in FIELDS.items()})
+        with warnings.catch_warnings():  # read-only memory maps: only read, then copied
+            warnings.simplefilter("ignore", UserWarning)
+            return ImageEmbeddings(**{field: torch.from_numpy(np.ascontiguousarray(
+                pick(self.arrays[name]))).to(dtype, copy=True) for name, field in FIELDS.items()})
 
     def image_path(self, i: int) -> Path:
         return self.image_root / self.images[i]

@@ -171,6 +171,8 @@ def _block_shape(budget: int, rows_per_query: int, cols_per_image: int, Q: int, 
     side = max(int(budget ** 0.5), 1)
     g = max(1, min(G, side // cols_per_image))
     q = max(1, min(Q, budget // (rows_per_query * cols_per_image * g)))
+    # few queries (a search request): widen the image side to use the whole budget
+    g = max(g, min(G, budget // (q * rows_per_query * cols_per_image)))
     return q, g
 
 

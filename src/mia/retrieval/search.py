@@ -116,25 +116,58 @@ class Searcher:
 
     def search(self, text: str, top_k: int = 10, candidates: int | None = None) -> dict:
         """The JSON-ready answer for one query (schema in the README)."""
+        answer = self.search_many([text], top_k, candidates)[0]
+        if isinstance(answer, QueryError):
+            raise answer
+        return answer
+
+    def search_many(self, texts: list[str], top_k: int = 10, candidates: int | None = None
+                    ) -> list[dict | QueryError]:
+        """Answers for several queries (a QueryError in place of an unusable one). Scored
+        exhaustively, they share one pass over the gallery's features."""
         if top_k < 1:
             raise QueryError("top must be at least 1")
-        txt, phrases, warnings = self.encode(text)
-        found = self.search_embedding(txt, [" ".join(p) for p in phrases], top_k, candidates)
-        return {"query": text, "phrases": [" ".join(p) for p in phrases],
-                "lambda1": self.lambda1, "lambda2": self.lambda2, **found,
-                "gallery": len(self.index), "warnings": warnings}
+        answers: list[dict | QueryError | None] = [None] * len(texts)
+        encoded = {}
+        for i, text in enumerate(texts):
+            try:
+                encoded[i] = self.encode(text)
+            except QueryError as exc:
+                answers[i] = exc
+        order = list(encoded)
+        ids = {i: self._candidate_ids(encoded[i][0], candidates) for i in order}
+        if order and all(v is None for v in ids.values()):
+            batch = self.scores(TextEmbeddings.cat([encoded[i][0] for i in order]), None)
+            rows = {i: {k: v[r:r + 1] for k, v in batch.items()} for r, i in enumerate(order)}
+        else:
+            rows = {i: self.scores(encoded[i][0], ids[i]) for i in order}
+        for i in order:
+            txt, phrases, warnings = encoded[i]
+            phrases = [" ".join(p) for p in phrases]
+            answers[i] = {"query": texts[i], "phrases": phrases, "lambda1": self.lambda1,
+                          "lambda2": self.lambda2,
+                          **self._rank(txt, phrases, rows[i], ids[i], top_k),
+                          "gallery": len(self.index), "warnings": warnings}
+        return answers
 
     def search_embedding(self, txt: TextEmbeddings, phrases: list[str], top_k: int = 10,
                          candidates: int | None = None) -> dict:
         """Ranked, explained results for an encoded query (one caption)."""
         ids = self._candidate_ids(txt, candidates)
-        scores = self.scores(txt, ids)
+        return self._rank(txt, phrases, self.scores(txt, ids), ids, top_k)
+
+    def _rank(self, txt: TextEmbeddings, phrases: list[str], scores: dict,
+              ids: torch.Tensor | None, top_k: int) -> dict:
+        """Top results of one query's score row [1, C], with their explanations."""
         k = min(top_k, scores["s_f"].shape[1])
         best = torch.topk(scores["s_f"][0], k).indices
         gallery_ids = best if ids is None else ids[best]
         img = self.index.embeddings(gallery_ids.numpy())
+        m = int(txt.phrase_mask[0].sum())  # drop padding a batch may have added
+        one = TextEmbeddings(txt.global_, txt.phrases[:, :m], txt.phrase_mask[:, :m],
+                             txt.rga_keys[:, :m], txt.bfm_keys[:, :m])
         att = paired_attention(img, TextEmbeddings(*(t.expand(k, *t.shape[1:])
-                                                     for t in txt.state().values())))
+                                                     for t in one.state().values())))
         stripe_of_phrase = att["a"].argmax(-1).tolist()  # [k, m]
         results = []
         for rank, (col, gid) in enumerate(zip(best.tolist(), gallery_ids.tolist()), 1):
