@@ -76,7 +76,6 @@ class QueryBucket:
     """Captions that all have exactly m phrases (rows ``index`` of the query set)."""
 
     index: Tensor  # [q] positions in the full query set
-    t_hat: Tensor  # unit T [q, D]
     rga_lhs: Tensor  # [unit MLP_T_RGA(N) ; N] [q, 2m, D] (matmul dtype)
     bfm_keys: Tensor  # unit MLP_T_BFM(N) [q * m, D] (matmul dtype)
     phrases: Tensor  # N [q * m, D] (matmul dtype)
@@ -101,7 +100,7 @@ def bucket_queries(txt: TextEmbeddings, dtype: torch.dtype) -> Iterator[QueryBuc
                    for x in (txt.phrases, txt.rga_keys, txt.bfm_keys))
         q, D = len(index), txt.phrases.shape[-1]
         yield QueryBucket(
-            index=index, t_hat=F.normalize(txt.global_[index].float(), dim=-1, eps=EPS),
+            index=index,
             rga_lhs=torch.cat([F.normalize(W, dim=-1, eps=EPS), N], dim=1).to(dtype),
             bfm_keys=F.normalize(A, dim=-1, eps=EPS).reshape(q * m, D).to(dtype),
             phrases=N.reshape(q * m, D).to(dtype), gram=N @ N.transpose(1, 2),

@@ -20,7 +20,7 @@ from mia.model.embeddings import TextEmbeddings
 from mia.model.similarity import paired_attention
 from mia.retrieval.candidates import CandidateIndex
 from mia.retrieval.index import GalleryIndex, check_fingerprint, model_fingerprint
-from mia.retrieval.scoring import Gallery, score_all, score_prepared
+from mia.retrieval.scoring import Gallery, fused, score_all, score_prepared
 from mia.text.phrases import parse_caption
 from mia.utils.errors import MiaError
 
@@ -111,7 +111,7 @@ class Searcher:
             parts = [score_all(self.index.embeddings(np.arange(s, min(s + chunk, len(self.index)))),
                                txt, keys=keys) for s in range(0, len(self.index), chunk)]
             out = {k: torch.cat([p[k] for p in parts], dim=1) for k in keys}
-        out["s_f"] = out["s_g"] + self.lambda1 * out["s_r"] + self.lambda2 * out["s_l"]
+        out["s_f"] = fused(out, self.lambda1, self.lambda2)
         return out
 
     def search(self, text: str, top_k: int = 10, candidates: int | None = None) -> dict:
