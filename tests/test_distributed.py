@@ -89,3 +89,18 @@ def _overrides() -> list[str]:
     from tests.conftest import TINY
 
     return TINY + DDP_SET
+
+
+def test_more_processes_than_devices_is_an_error_at_start(monkeypatch):
+    from mia.training.distributed import from_environment
+    from mia.utils.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "64")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with pytest.raises(ConfigError, match="64 processes but only 2 CPU cores"):
+        from_environment("cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    with pytest.raises(ConfigError, match="64 processes but only 1 CUDA devices"):
+        from_environment("cuda")
