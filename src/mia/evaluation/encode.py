@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -19,6 +21,19 @@ from mia.model.mia import MIA
 
 
 @torch.no_grad()
+def _encode(model: MIA, loader: DataLoader, encode: Callable, cat: Callable, desc: str,
+            device, progress: bool, autocast_dtype: torch.dtype | None):
+    """Run ``encode(batch)`` over ``loader`` in eval mode; float32 CPU results, in order."""
+    model.eval()
+    chunks = []
+    device_type = torch.device(device).type
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            emb = encode(batch)
+        chunks.append(emb.to(device="cpu", dtype=torch.float32))
+    return cat(chunks)
+
+
 def encode_gallery(model: MIA, records: list[ImageRecord], store: ImageStore,
                    batch_size: int = 128, device: str | torch.device = "cpu",
                    workers: int = 0, progress: bool = False,
@@ -26,17 +41,10 @@ def encode_gallery(model: MIA, records: list[ImageRecord], store: ImageStore,
     """ImageEmbeddings of ``records`` (float32, on CPU), in record order."""
     loader = DataLoader(GalleryImages(records, store), batch_size=batch_size,
                         num_workers=workers)
-    model.eval()
-    chunks = []
-    for images in tqdm(loader, desc="encoding images", unit="batch", disable=not progress,
-                       leave=False):
-        with _autocast(device, autocast_dtype):
-            emb = model.encode_images(images.to(device))
-        chunks.append(emb.to(device="cpu", dtype=torch.float32))
-    return ImageEmbeddings.cat(chunks)
+    return _encode(model, loader, lambda images: model.encode_images(images.to(device)),
+                   ImageEmbeddings.cat, "encoding images", device, progress, autocast_dtype)
 
 
-@torch.no_grad()
 def encode_captions(model: MIA, texts: list[str], corpus: CaptionCorpus,
                     batch_size: int = 256, device: str | torch.device = "cpu",
                     progress: bool = False,
@@ -44,17 +52,6 @@ def encode_captions(model: MIA, texts: list[str], corpus: CaptionCorpus,
     """TextEmbeddings of ``texts`` (float32, on CPU), in order; phrase axis padded."""
     loader = DataLoader(QueryCaptions(texts, corpus), batch_size=batch_size,
                         collate_fn=collate_captions)
-    model.eval()
-    chunks = []
-    for batch in tqdm(loader, desc="encoding captions", unit="batch", disable=not progress,
-                      leave=False):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with _autocast(device, autocast_dtype):
-            emb = model.encode_texts(**batch)
-        chunks.append(emb.to(device="cpu", dtype=torch.float32))
-    return TextEmbeddings.cat(chunks)
-
-
-def _autocast(device, dtype):
-    device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+    return _encode(model, loader,
+                   lambda batch: model.encode_texts(**{k: v.to(device) for k, v in batch.items()}),
+                   TextEmbeddings.cat, "encoding captions", device, progress, autocast_dtype)
