@@ -126,18 +126,19 @@ def test_label_map_is_contiguous_in_id_order(dataset_factory):
     assert list(labels) == sorted(labels)
 
 
-def test_unreadable_image_is_reported_by_check(dataset_factory, tmp_path):
-    from mia.data.images import verify_images
+def test_unreadable_image_is_reported_by_check(dataset_factory, capsys):
+    from mia.cli.main import main
 
     root = dataset_factory()
     entries = json.loads((root / "reid_raw.json").read_text())
     (root / "imgs" / entries[2]["file_path"]).write_bytes(b"not an image")
-    ds = open_dataset(root)
-    with pytest.raises(DatasetError, match=r"1 unreadable image file\(s\); first at entry 2 "
-                                           r"\(id 2\).*unreadable image file"):
-        verify_images(ds)
-    assert verify_images(ds, skip_bad=True) == 1
-    assert ds.skipped["image unreadable"] == 1
+    assert main(["data", "check", str(root)]) == 2
+    assert (r"1 unreadable image file(s); first at entry 2 (id 2): "
+            in capsys.readouterr().err)
+    assert main(["data", "check", str(root), "--skip-bad", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["unreadable_images"] == 1 and out["skipped"] == {"image unreadable": 1}
+    assert out["splits"]["train"]["images"] == 5
 
 
 def test_reading_writes_nothing_into_the_dataset(dataset_factory):

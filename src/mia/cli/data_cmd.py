@@ -98,7 +98,9 @@ def _image_problems(missing: list, unreadable: list) -> list[str]:
         listed = ", ".join(r.file_path for r in missing[:5])
         problems.append(f"{len(missing)} listed images are missing (first: {listed})")
     if unreadable:
-        problems.append(f"{len(unreadable)} images are unreadable (first: {unreadable[0][1]})")
+        first, message = unreadable[0]
+        problems.append(f"{len(unreadable)} unreadable image file(s); first at entry "
+                        f"{first.entry} (id {first.person_id}): {message}")
     return problems
 
 

@@ -36,20 +36,3 @@ def unreadable_images(dataset: PedestrianDataset, records: list[ImageRecord] | N
         except DatasetError as exc:
             bad.append((record, str(exc)))
     return bad
-
-
-def verify_images(dataset: PedestrianDataset, skip_bad: bool = False,
-                  progress: bool = False) -> int:
-    """Decode every image once; returns the number dropped (only with ``skip_bad``)."""
-    bad = unreadable_images(dataset, progress=progress)
-    if not bad:
-        return 0
-    if not skip_bad:
-        first, message = bad[0]
-        raise DatasetError(
-            f"{dataset.annotation_file}: {len(bad)} unreadable image file(s); first at entry "
-            f"{first.entry} (id {first.person_id}): {message} (use --skip-bad to drop them)")
-    dropped = {id(r) for r, _ in bad}
-    dataset.records = [r for r in dataset.records if id(r) not in dropped]
-    dataset.skipped["image unreadable"] = len(bad)
-    return len(bad)

@@ -145,6 +145,7 @@ def _build_model(cfg: Config, vocab: Vocabulary, num_classes: int, fresh: bool, 
         if cfg.model.word_vectors:
             log.info("word vectors %s cover %.1f%% of the vocabulary", cfg.model.word_vectors,
                      100 * coverage)
+    log.info("model parameters per group: %s", model.describe()["parameters"])
     if device.type == "cuda" and ctx.enabled and cfg.train.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.train.channels_last:
