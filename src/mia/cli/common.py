@@ -13,10 +13,13 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+FORMAT_CHOICES = ("cuhk-pedes", "icfg-pedes", "rstpreid")
+
+
 def add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--data", required=required, metavar="DIR",
                         help="dataset directory (CUHK-PEDES, ICFG-PEDES or RSTPReid layout)")
-    parser.add_argument("--format", choices=("cuhk-pedes", "icfg-pedes", "rstpreid"),
+    parser.add_argument("--format", choices=FORMAT_CHOICES,
                         help="dataset format (default: detected from the annotation file name)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="drop invalid entries and missing images instead of failing; "

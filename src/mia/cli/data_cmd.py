@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import HelpFormatter, print_json
+from mia.cli.common import FORMAT_CHOICES, HelpFormatter, print_json
 from mia.utils.errors import DatasetError
 
 CHECK_HELP = """Validate a dataset and print per split: images, ids, captions, vocabulary
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     check = data_sub.add_parser("check", help="validate a dataset and print its statistics",
                                 description=CHECK_HELP, formatter_class=HelpFormatter)
     check.add_argument("dir", metavar="DIR", help="dataset directory")
-    check.add_argument("--format", choices=("cuhk-pedes", "icfg-pedes", "rstpreid"),
+    check.add_argument("--format", choices=FORMAT_CHOICES,
                        help="dataset format (default: detected)")
     check.add_argument("--skip-bad", action="store_true",
                        help="drop bad entries, missing and unreadable images, and report them")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import HelpFormatter, print_json
+from mia.cli.common import FORMAT_CHOICES, HelpFormatter, print_json
 
 DESCRIPTION = """Encode a gallery with a trained run and store its features (global, parts
 and the visual MLP outputs) as a persistent index for `mia search` and `mia serve`.
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--data", metavar="DIR", help="dataset directory (any supported format)")
     source.add_argument("--images", metavar="DIR", help="a folder of images (recursive)")
     build.add_argument("--split", default="test", help="dataset split to index (with --data)")
-    build.add_argument("--format", choices=("cuhk-pedes", "icfg-pedes", "rstpreid"))
+    build.add_argument("--format", choices=FORMAT_CHOICES)
     build.add_argument("--skip-bad", action="store_true", help="drop bad dataset entries")
     build.add_argument("--out", required=True, metavar="INDEX", help="index directory to write")
     build.add_argument("--dtype", default="float16", choices=("float16", "float32"),

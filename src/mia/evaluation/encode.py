@@ -55,3 +55,18 @@ def encode_captions(model: MIA, texts: list[str], corpus: CaptionCorpus,
     return _encode(model, loader,
                    lambda batch: model.encode_texts(**{k: v.to(device) for k, v in batch.items()}),
                    TextEmbeddings.cat, "encoding captions", device, progress, autocast_dtype)
+
+
+def encode_split(trained, data, split: str, device: str | torch.device = "cpu",
+                 progress: bool = False):
+    """(EvalInputs, gallery embeddings, caption embeddings) of one split of ``data``
+    (a :class:`mia.data.pipeline.RunData`) under a trained run, each image encoded once."""
+    from mia.evaluation.evaluate import EvalInputs
+
+    cfg = trained.config
+    inputs = EvalInputs.from_records(data.dataset.split(split))
+    img = encode_gallery(trained.model, inputs.gallery, data.store, cfg.eval.batch_size,
+                         device, workers=cfg.data.workers, progress=progress)
+    txt = encode_captions(trained.model, inputs.query_texts, data.corpus, cfg.eval.batch_size,
+                          device, progress=progress)
+    return inputs, img, txt

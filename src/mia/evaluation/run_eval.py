@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
 import torch
 
 from mia.data.pipeline import load_run_data
-from mia.evaluation.encode import encode_captions, encode_gallery
+from mia.evaluation.encode import encode_split
 from mia.evaluation.evaluate import (
-    EvalInputs,
     evaluate_scores,
     granularity_scores,
     lambda_sweeps,
@@ -20,8 +18,6 @@ from mia.evaluation.evaluate import (
 from mia.training.device import resolve_device
 from mia.training.run import load_trained
 from mia.utils.io import atomic_write_json
-
-log = logging.getLogger(__name__)
 
 
 def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
@@ -37,12 +33,8 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
     l2 = cfg.eval.lambda2 if lambda2 is None else lambda2
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=trained.vocab,
                          progress=progress)
-    inputs = EvalInputs.from_records(data.dataset.split(split))
     started = time.time()
-    img = encode_gallery(trained.model, inputs.gallery, data.store, cfg.eval.batch_size, dev,
-                         workers=cfg.data.workers, progress=progress)
-    txt = encode_captions(trained.model, inputs.query_texts, data.corpus, cfg.eval.batch_size,
-                          dev, progress=progress)
+    inputs, img, txt = encode_split(trained, data, split, dev, progress)
     encoded = time.time()
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[score_dtype]
     scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=memory_mb, dtype=dtype)

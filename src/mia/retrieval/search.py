@@ -9,8 +9,6 @@ noun phrase, its best-matching stripe under BFM (P->N).
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,8 +21,6 @@ from mia.retrieval.index import GalleryIndex, check_fingerprint, model_fingerpri
 from mia.retrieval.scoring import Gallery, fused, score_all, score_prepared
 from mia.text.phrases import parse_caption
 from mia.utils.errors import MiaError
-
-log = logging.getLogger(__name__)
 
 MAX_QUERY_WORDS = 120  # CUHK-PEDES captions have at most ~96 words
 EXHAUSTIVE_MB = 1024  # galleries whose prepared tensors fit this are scored exhaustively

@@ -8,7 +8,6 @@ vocabulary that the vectors lack keep a random initialisation of the same scale.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ import numpy as np
 from mia.text.vocab import PAD_ID, Vocabulary
 from mia.utils.errors import ConfigError
 
-log = logging.getLogger(__name__)
 BUNDLED = {"glove-6b-50d"}
 
 

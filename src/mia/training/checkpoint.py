@@ -51,8 +51,10 @@ def check_compatible(state: dict, path: str | Path, model_config: ModelConfig,
     """Raise CheckpointError naming every difference between a checkpoint and a run."""
     diffs = []
     expected = dataclasses.asdict(model_config)
-    for key in sorted((set(expected) | set(state["model_config"])) - set(NON_ARCHITECTURE)):
-        ours, theirs = expected.get(key), state["model_config"].get(key)
+    defaults = dataclasses.asdict(ModelConfig())  # keys added after a checkpoint was made
+    saved = {**defaults, **state["model_config"]}
+    for key in sorted((set(expected) | set(saved)) - set(NON_ARCHITECTURE)):
+        ours, theirs = expected.get(key), saved.get(key)
         if ours != theirs:
             diffs.append(f"model.{key}: checkpoint {theirs!r}, config {ours!r}")
     if state["vocab_fingerprint"] != vocab_fingerprint or state["vocab_size"] != vocab_size:

@@ -101,9 +101,9 @@ class Checkpointer(Hook):
     def __init__(self, run):
         self.run = run
 
-    def _save(self, trainer, path, position):
+    def _save(self, trainer, path):
         save_checkpoint(path, trainer.model, vocab_fingerprint=trainer.vocab_fingerprint,
-                        num_classes=trainer.num_classes, position=position,
+                        num_classes=trainer.num_classes, position=trainer.position,
                         optimizer=trainer.optimizer, scheduler=trainer.scheduler,
                         extra={"best": trainer.best, "history": trainer.history})
 
@@ -116,11 +116,11 @@ class Checkpointer(Hook):
                     trainer.best["value"]):
                 trainer.best = {"value": value, "metric": sel, "step": record["step"],
                                 "epoch": record["epoch"]}
-                self._save(trainer, self.run.best, trainer.position)
-        self._save(trainer, self.run.last, trainer.position)
+                self._save(trainer, self.run.best)
+        self._save(trainer, self.run.last)
 
     def after_step(self, trainer, step_name):
-        self._save(trainer, self.run.checkpoints / f"{step_name}.pt", trainer.position)
+        self._save(trainer, self.run.checkpoints / f"{step_name}.pt")
 
 
 def finite_or_raise(terms: dict[str, torch.Tensor], where: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from mia.data.pipeline import RunData, load_run_data
-from mia.evaluation.encode import encode_captions, encode_gallery
+from mia.evaluation.encode import encode_split
 from mia.evaluation.evaluate import EvalInputs, fusion, granularity_scores
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import paired_attention
@@ -32,13 +32,9 @@ class Analysis:
     def from_run(cls, run: str | Path, data_dir: str | Path, split: str = "test",
                  checkpoint: str | Path | None = None, progress: bool = False) -> Analysis:
         trained = load_trained(run, checkpoint)
-        cfg = trained.config
-        data = load_run_data(cfg.data, data_dir, vocab=trained.vocab, progress=progress)
-        inputs = EvalInputs.from_records(data.dataset.split(split))
-        img = encode_gallery(trained.model, inputs.gallery, data.store, cfg.eval.batch_size,
+        data = load_run_data(trained.config.data, data_dir, vocab=trained.vocab,
                              progress=progress)
-        txt = encode_captions(trained.model, inputs.query_texts, data.corpus,
-                              cfg.eval.batch_size, progress=progress)
+        inputs, img, txt = encode_split(trained, data, split, progress=progress)
         return cls(trained, data, inputs, img, txt, granularity_scores(img, txt))
 
     @property

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import logging
 from pathlib import Path
 
 from mia.data.stats import dataset_stats
@@ -15,8 +14,6 @@ from mia.evaluation.evaluate import evaluate_scores, lambda_sweeps, per_subset
 from mia.utils.io import atomic_write_text
 from mia.viz import figures
 from mia.viz.analysis import Analysis
-
-log = logging.getLogger(__name__)
 
 COLUMNS = (("R1", "R@1"), ("R5", "R@5"), ("R10", "R@10"), ("total", "Total"), ("mAP", "mAP"),
            ("mINP", "mINP"))
