@@ -7,6 +7,7 @@ tests. User errors (bad data, bad config, bad checkpoint) print one clear line a
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
@@ -26,16 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    import importlib
-
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"mia.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mia.cli.{name}_cmd":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"mia.cli.{name}_cmd").register(sub)
     return parser
 
 

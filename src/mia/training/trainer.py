@@ -120,7 +120,7 @@ class Trainer:
                             pin_memory=self.device.type == "cuda")
         with_parts, _ = needs(step.losses)
         sums: dict[str, float] = defaultdict(float)
-        started, iterations = time.time(), 0
+        started, iterations, pairs = time.time(), 0, 0
         bar = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{step.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
         for iterations, batch in enumerate(bar, 1):
@@ -129,6 +129,7 @@ class Trainer:
                                           f"iteration {iterations}")
             for key, value in terms.items():
                 sums[key] += value
+            pairs += len(batch["labels"]) * self.ctx.world  # ~ the global batch (shares differ by <= 1)
             self.global_iteration += 1
             bar.set_postfix(loss=f"{sum(terms.values()):.3f}")
             record = {"type": "iteration", "step": name, "epoch": epoch + 1,
@@ -143,8 +144,7 @@ class Trainer:
         record = {"type": "epoch", "step": name, "epoch": epoch + 1,
                   "global_epoch": len(self.history) + 1, "iterations": iterations,
                   "seconds": round(time.time() - started, 2),
-                  "pairs_per_second": round(iterations and len(self.pairs) /
-                                            max(time.time() - started, 1e-9), 1),
+                  "pairs_per_second": round(pairs / max(time.time() - started, 1e-9), 1),
                   "losses": {k: v / max(iterations, 1) for k, v in sums.items()}}
         self.history.append(record)
         for hook in self.hooks:  # validation, then logging, then checkpoints
