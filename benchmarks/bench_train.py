@@ -47,10 +47,9 @@ def fake_batch(batch: int, height: int, width: int, vocab: int, seed: int = 0) -
     counts = torch.randint(3, m + 1, (batch,), generator=gen)
     phrase_lengths = torch.randint(1, 5, (batch, m), generator=gen)
     phrase_lengths[torch.arange(m)[None] >= counts[:, None]] = 0
-    phrase_tokens = torch.randint(2, vocab, (batch, m, 4), generator=gen)
-    phrase_tokens[torch.arange(4)[None, None] >= phrase_lengths[..., None]] = 0
+    phrase_starts = (torch.arange(m) * 4)[None].expand(batch, m).clamp_max(10)
     return {"images": torch.randn(batch, 3, height, width, generator=gen), "tokens": tokens,
-            "lengths": lengths, "phrase_tokens": phrase_tokens,
+            "lengths": lengths, "phrase_starts": phrase_starts,
             "phrase_lengths": phrase_lengths, "phrase_mask": phrase_lengths > 0,
             "labels": torch.randint(0, 1000, (batch,), generator=gen),
             "image_index": torch.arange(batch)}
@@ -69,7 +68,7 @@ def measure(args, precision: str) -> dict:
     if args.channels_last:
         batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
     dtype = {"bf16": torch.bfloat16, "fp32": None}[precision]
-    step_module = TrainingStep(model, cfg.train.margin, DistContext())
+    step_module = TrainingStep(model, cfg.train.matching(), DistContext())
 
     def autocast():
         return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

@@ -10,14 +10,22 @@ from mia.data.loading import EncodedCaption, UniqueImageBatchSampler, collate_ca
 
 
 def test_collate_pads_tokens_and_phrases_with_masks():
-    batch = collate_captions([EncodedCaption([5, 6, 7], [[5], [6, 7]]),
-                              EncodedCaption([8], [[8]])])
+    batch = collate_captions([EncodedCaption([5, 6, 7], [(0, 1), (1, 3)]),
+                              EncodedCaption([8], [(0, 1)])])
     assert batch["tokens"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["lengths"].tolist() == [3, 1]
-    assert batch["phrase_tokens"].shape == (2, 2, 2)
-    assert batch["phrase_tokens"][0].tolist() == [[5, 0], [6, 7]]
+    assert batch["phrase_starts"].tolist() == [[0, 1], [0, 0]]
     assert batch["phrase_lengths"].tolist() == [[1, 2], [1, 0]]
     assert batch["phrase_mask"].tolist() == [[True, True], [True, False]]
+    assert "pieces" not in batch
+
+
+def test_collate_pads_wordpieces_with_their_words():
+    batch = collate_captions([EncodedCaption([5, 6], [(0, 2)], [101, 7, 8, 9, 102],
+                                             [-1, 0, 1, 1, -1]),
+                              EncodedCaption([8], [(0, 1)], [101, 4, 102], [-1, 0, -1])])
+    assert batch["pieces"].tolist() == [[101, 7, 8, 9, 102], [101, 4, 102, 0, 0]]
+    assert batch["piece_words"].tolist() == [[-1, 0, 1, 1, -1], [-1, 0, -1, -1, -1]]
 
 
 def sampler_inputs(n_images=50, seed=0):

@@ -43,12 +43,12 @@ def test_text_encoding_does_not_depend_on_padding_or_batch_mates():
     model = MIA(TINY, vocab_size=20, num_classes=3).eval()
     tokens = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 8, 9, 10]])
     lengths = torch.tensor([3, 5])
-    phrases = torch.tensor([[[3, 4], [5, 0]], [[6, 0], [0, 0]]])
+    starts = torch.tensor([[0, 2], [0, 0]])
     p_len = torch.tensor([[2, 1], [1, 0]])
     with torch.no_grad():
-        both = model.encode_texts(tokens, lengths, phrases, p_len, p_len > 0)
+        both = model.encode_texts(tokens, lengths, starts, p_len, p_len > 0)
         alone = model.encode_texts(tokens[:1, :3], lengths[:1],
-                                   torch.nn.functional.pad(phrases[:1], (0, 4, 0, 3)),
+                                   torch.nn.functional.pad(starts[:1], (0, 3)),
                                    torch.nn.functional.pad(p_len[:1], (0, 3)),
                                    torch.nn.functional.pad(p_len[:1], (0, 3)) > 0)
     torch.testing.assert_close(both.global_[0], alone.global_[0])

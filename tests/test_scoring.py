@@ -5,7 +5,7 @@ import torch
 
 from mia.model.similarity import similarities
 from mia.retrieval.scoring import ALL_KEYS, score_all
-from tests.reference_mia import all_pairs
+from tests.reference_mia import all_pairs, keyed
 from tests.test_similarity import random_embeddings
 
 
@@ -26,12 +26,14 @@ def uneven(Q=13, G=11, m=7, seed=0):
     return img, txt
 
 
-@pytest.mark.parametrize("block_elements", [7, 97, 1 << 21])
-def test_score_all_matches_the_reference_equations(block_elements):
+@pytest.mark.parametrize("block_elements,scale", [(7, 1.0), (97, 1.0), (1 << 21, 1.0),
+                                                  (97, 10.0)])
+def test_score_all_matches_the_reference_equations(block_elements, scale):
     img, txt = uneven()
-    got = score_all(img, txt, keys=ALL_KEYS, block_elements=block_elements)
+    got = score_all(*keyed(img, txt, scale, scale), keys=ALL_KEYS,
+                    block_elements=block_elements)
     keep = txt.phrase_mask.any(1)
-    want = all_pairs(img, txt.select(keep))
+    want = all_pairs(img, txt.select(keep), scale, scale)
     for key in ALL_KEYS:
         torch.testing.assert_close(got[key][keep].double(), want[key], atol=1e-4, rtol=1e-4,
                                    msg=lambda msg, k=key: f"{k}: {msg}")
@@ -40,7 +42,7 @@ def test_score_all_matches_the_reference_equations(block_elements):
 
 
 def test_score_all_equals_the_model_similarities_on_padded_batches():
-    img, txt = uneven(seed=3)
+    img, txt = keyed(*uneven(seed=3))
     fast = score_all(img, txt, keys=ALL_KEYS, block_elements=50)
     slow = similarities(img, txt)
     for key in ALL_KEYS:
@@ -48,7 +50,7 @@ def test_score_all_equals_the_model_similarities_on_padded_batches():
 
 
 def test_tiny_memory_budget_still_exact():
-    img, txt = uneven(seed=5)
+    img, txt = keyed(*uneven(seed=5))
     a = score_all(img, txt, memory_mb=0.001)
     b = score_all(img, txt)
     for key in a:
@@ -56,7 +58,7 @@ def test_tiny_memory_budget_still_exact():
 
 
 def test_bf16_products_stay_close():
-    img, txt = uneven(seed=2)
+    img, txt = keyed(*uneven(seed=2))
     a = score_all(img, txt, dtype=torch.bfloat16)
     b = score_all(img, txt)
     for key in a:
@@ -65,6 +67,6 @@ def test_bf16_products_stay_close():
 
 
 def test_unknown_key_is_an_error():
-    img, txt = uneven()
+    img, txt = keyed(*uneven())
     with pytest.raises(ValueError, match="unknown similarity keys"):
         score_all(img, txt, keys=("s_x",))

@@ -5,7 +5,7 @@ import torch
 
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import fuse, paired_attention, similarities
-from tests.reference_mia import all_pairs
+from tests.reference_mia import all_pairs, keyed
 
 
 def random_embeddings(Q=5, G=4, n=6, m=5, D=16, seed=0):
@@ -20,18 +20,18 @@ def random_embeddings(Q=5, G=4, n=6, m=5, D=16, seed=0):
     return img, txt
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_all_pairs_equal_per_pair_equations(seed):
+@pytest.mark.parametrize("seed,s_rga,s_bfm", [(0, 1.0, 1.0), (1, 1.0, 1.0), (2, 8.0, 20.0)])
+def test_all_pairs_equal_per_pair_equations(seed, s_rga, s_bfm):
     img, txt = random_embeddings(seed=seed)
-    fast = similarities(img, txt)
-    slow = all_pairs(img, txt)
+    fast = similarities(*keyed(img, txt, s_rga, s_bfm))
+    slow = all_pairs(img, txt, s_rga, s_bfm)
     for key in ("s_g", "s_i", "s_t", "s_r", "s_p", "s_n", "s_l"):
         torch.testing.assert_close(fast[key].double(), slow[key], atol=1e-5, rtol=1e-5,
                                    msg=lambda m, k=key: f"{k}: {m}")
 
 
 def test_padding_phrases_do_not_change_scores():
-    img, txt = random_embeddings()
+    img, txt = keyed(*random_embeddings())
     pad = 3
     wide = TextEmbeddings(
         txt.global_,
@@ -46,7 +46,7 @@ def test_padding_phrases_do_not_change_scores():
 
 
 def test_caption_without_phrases_scores_zero_not_nan():
-    img, txt = random_embeddings()
+    img, txt = keyed(*random_embeddings())
     txt.phrase_mask[0] = False
     out = similarities(img, txt)
     for key in ("s_t", "s_p"):
@@ -61,7 +61,7 @@ def test_fuse_is_equation_18():
 
 
 def test_paired_attention_is_the_diagonal_of_the_pair_weights():
-    img, txt = random_embeddings(Q=4, G=4)
+    img, txt = keyed(*random_embeddings(Q=4, G=4))
     att = paired_attention(img, txt)
     assert att["v"].shape == (4, 6) and att["a"].shape == (4, 5, 6)
     torch.testing.assert_close(att["v"].sum(-1), torch.ones(4))

@@ -108,7 +108,8 @@ def _print_check(stats: dict) -> None:
     print(f"format: {stats['format']}   annotations: {stats['annotation_file']}")
     print(f"images: {stats['image_root']}")
     header = (f"{'split':<8}{'images':>8}{'ids':>7}{'captions':>10}{'vocab':>8}"
-              f"{'len mean/max':>14}{'NP mean/min/max':>17}{'no NP':>7}{'missing':>9}")
+              f"{'len mean/max':>14}{'NP mean/min/max':>17}{'no NP':>7}{'missing':>9}"
+              f"{'unknown':>9}")
     print(header)
     for name, s in stats["splits"].items():
         length = f"{s['caption_length']['mean']:.1f}/{s['caption_length']['max']}"
@@ -116,13 +117,19 @@ def _print_check(stats: dict) -> None:
         phrase = f"{nps['mean']:.2f}/{nps['min']}/{nps['max']}"
         print(f"{name:<8}{s['images']:>8}{s['ids']:>7}{s['captions']:>10}{s['vocabulary']:>8}"
               f"{length:>14}{phrase:>17}{s['captions_without_noun_phrase']:>7}"
-              f"{s['missing_images']:>9}")
+              f"{s['missing_images']:>9}{_percent(s['unknown_word_rate']):>9}")
+    print("unknown: share of the split's words absent from the training split's (a model "
+          "trained on it reads them as <unk>)")
     if stats["unreadable_images"]:
         print(f"unreadable images: {stats['unreadable_images']}")
     for reason, count in stats["skipped"].items():
         print(f"skipped {count} entries: {reason}")
     for warning in stats["warnings"]:
         print(f"warning: {warning}")
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.2f}%"
 
 
 def run_phrases(args: argparse.Namespace) -> int:

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
                         title=f"{meta['config']} on {meta['split']} ({meta['queries']} queries x "
                         f"{meta['images']} images; lambda1={meta['lambda1']}, "
                         f"lambda2={meta['lambda2']})"))
+    print(f"unknown words: {100 * meta['unknown_word_fraction']:.2f}% of the query words are "
+          "not in the model's vocabulary (read as <unk>)")
     for name, sub in result.get("subsets", {}).items():
         print()
         print(results_table([(g, sub[g]) for g in ("sG", "sR", "sL", "sF")],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, Sampler
 from mia.data.images import load_image
 from mia.data.records import ImageRecord
 from mia.text.phrases import ParsedCaption
-from mia.text.vocab import Vocabulary
+from mia.text.vocab import UNK_ID, Vocabulary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,42 +36,65 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class EncodedCaption:
+    """A caption as the text encoder reads it: word ids, phrases as ``[start, end)`` word
+    spans, and (for the MiniLM word encoder) WordPiece ids with the word of each piece."""
+
     tokens: list[int]
-    phrases: list[list[int]]
+    spans: list[tuple[int, int]]
+    pieces: list[int] | None = None
+    piece_words: list[int] | None = None
+
+    @property
+    def phrases(self) -> list[list[int]]:
+        return [self.tokens[a:b] for a, b in self.spans]
 
 
 class CaptionCorpus:
-    """Token ids of captions and of their phrases, under one vocabulary."""
+    """Token ids of captions and of their phrases, under one vocabulary; with
+    ``wordpieces=True`` also the MiniLM WordPiece ids of every caption."""
 
     def __init__(self, parsed: dict[str, ParsedCaption], vocab: Vocabulary,
-                 max_phrases: int | None = None):
+                 max_phrases: int | None = None, wordpieces: bool = False):
         self.parsed, self.vocab, self.max_phrases = parsed, vocab, max_phrases
+        self.wordpieces = wordpieces
 
     def encode(self, text: str) -> EncodedCaption:
         parsed = self.parsed[text]
         spans = parsed.spans[: self.max_phrases] if self.max_phrases else parsed.spans
-        ids = self.vocab.encode(parsed.tokens)
-        return EncodedCaption(ids, [ids[a:b] for a, b in spans])
+        pieces = piece_words = None
+        if self.wordpieces:
+            from mia.model.minilm import wordpieces
+
+            pieces, piece_words = wordpieces(parsed.tokens)
+        return EncodedCaption(self.vocab.encode(parsed.tokens), list(spans), pieces,
+                              piece_words)
 
 
 def collate_captions(captions: Sequence[EncodedCaption]) -> dict[str, Tensor]:
-    """Pad a list of captions: tokens [B, L], lengths [B], phrase_tokens [B, m, Lp],
-    phrase_lengths [B, m], phrase_mask [B, m] (m, Lp: the batch maxima)."""
+    """Pad a list of captions: tokens [B, L], lengths [B], phrase_starts, phrase_lengths,
+    phrase_mask [B, m] (m: the batch maximum), and pieces, piece_words [B, Lp] when the
+    captions carry WordPieces."""
     B = len(captions)
     L = max(max(len(c.tokens) for c in captions), 1)
-    m = max(max(len(c.phrases) for c in captions), 1)
-    Lp = max((len(p) for c in captions for p in c.phrases), default=1)
+    m = max(max(len(c.spans) for c in captions), 1)
     tokens = torch.zeros(B, L, dtype=torch.long)
-    phrase_tokens = torch.zeros(B, m, Lp, dtype=torch.long)
+    phrase_starts = torch.zeros(B, m, dtype=torch.long)
     phrase_lengths = torch.zeros(B, m, dtype=torch.long)
     for b, cap in enumerate(captions):
         tokens[b, : len(cap.tokens)] = torch.tensor(cap.tokens, dtype=torch.long)
-        for j, phrase in enumerate(cap.phrases):
-            phrase_tokens[b, j, : len(phrase)] = torch.tensor(phrase, dtype=torch.long)
-            phrase_lengths[b, j] = len(phrase)
-    return {"tokens": tokens, "lengths": torch.tensor([len(c.tokens) for c in captions]),
-            "phrase_tokens": phrase_tokens, "phrase_lengths": phrase_lengths,
-            "phrase_mask": phrase_lengths > 0}
+        for j, (start, end) in enumerate(cap.spans):
+            phrase_starts[b, j], phrase_lengths[b, j] = start, end - start
+    batch = {"tokens": tokens, "lengths": torch.tensor([len(c.tokens) for c in captions]),
+             "phrase_starts": phrase_starts, "phrase_lengths": phrase_lengths,
+             "phrase_mask": phrase_lengths > 0}
+    if captions[0].pieces is not None:
+        Lp = max(max(len(c.pieces) for c in captions), 1)
+        batch["pieces"] = torch.zeros(B, Lp, dtype=torch.long)
+        batch["piece_words"] = torch.full((B, Lp), -1, dtype=torch.long)
+        for b, cap in enumerate(captions):
+            batch["pieces"][b, : len(cap.pieces)] = torch.tensor(cap.pieces, dtype=torch.long)
+            batch["piece_words"][b, : len(cap.pieces)] = torch.tensor(cap.piece_words)
+    return batch
 
 
 class ImageStore:
@@ -112,11 +135,14 @@ def _item_rng(*key: int) -> random.Random:
 
 
 class TrainPairs(Dataset):
-    """One item per caption: image (randomly mirrored), caption ids, label, image index."""
+    """One item per caption: image (randomly mirrored), caption ids (each word read as
+    ``<unk>`` with probability ``word_dropout``), label, image index."""
 
     def __init__(self, records: list[ImageRecord], store: ImageStore, corpus: CaptionCorpus,
-                 labels: dict[int, int], flip: bool = True, seed: int = 0):
+                 labels: dict[int, int], flip: bool = True, seed: int = 0,
+                 word_dropout: float = 0.0):
         self.records, self.store, self.flip, self.seed = records, store, flip, seed
+        self.word_dropout = word_dropout
         self.items = [(i, corpus.encode(c)) for i, r in enumerate(records) for c in r.captions]
         self.labels = [labels[records[i].person_id] for i, _ in self.items]
         self.epoch_key: tuple[int, ...] = (0,)
@@ -134,9 +160,14 @@ class TrainPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image_index, caption = self.items[index]
-        flip = self.flip and _item_rng(self.seed, *self.epoch_key, index).random() < 0.5
+        rng = _item_rng(self.seed, *self.epoch_key, index)
+        flip = self.flip and rng.random() < 0.5
+        if self.word_dropout:
+            caption = replace(caption, tokens=[UNK_ID if rng.random() < self.word_dropout
+                                               else t for t in caption.tokens])
         return {"image": self.store.load(self.records[image_index].file_path, flip),
-                "caption": caption, "label": self.labels[index], "image_index": image_index}
+                "caption": caption, "label": self.labels[index], "image_index": image_index,
+                "flip": flip}
 
 
 def collate_pairs(items: list[dict]) -> dict[str, Tensor]:
@@ -144,6 +175,7 @@ def collate_pairs(items: list[dict]) -> dict[str, Tensor]:
     batch["images"] = torch.stack([it["image"] for it in items])
     batch["labels"] = torch.tensor([it["label"] for it in items])
     batch["image_index"] = torch.tensor([it["image_index"] for it in items])
+    batch["flips"] = torch.tensor([it["flip"] for it in items])
     return batch
 
 

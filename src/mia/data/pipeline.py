@@ -29,7 +29,7 @@ class RunData:
 
 def load_run_data(data_cfg, data_dir: str | Path, format: str | None = None,
                   skip_bad: bool = False, vocab: Vocabulary | None = None,
-                  progress: bool = True) -> RunData:
+                  progress: bool = True, wordpieces: bool = False) -> RunData:
     """Read and parse a dataset; build the vocabulary from its training split unless given.
 
     ``data_cfg`` is a :class:`mia.training.config.DataConfig`.
@@ -50,7 +50,7 @@ def load_run_data(data_cfg, data_dir: str | Path, format: str | None = None,
     store = ImageStore(dataset.image_root, (data_cfg.height, data_cfg.width),
                        cache=data_cfg.cache_images)
     return RunData(dataset, parsed, vocab, store,
-                   CaptionCorpus(parsed, vocab, data_cfg.max_phrases))
+                   CaptionCorpus(parsed, vocab, data_cfg.max_phrases, wordpieces))
 
 
 def _check_wordless(dataset: PedestrianDataset, parsed: dict[str, ParsedCaption],

@@ -32,7 +32,7 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
     l1 = cfg.eval.lambda1 if lambda1 is None else lambda1
     l2 = cfg.eval.lambda2 if lambda2 is None else lambda2
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=trained.vocab,
-                         progress=progress)
+                         progress=progress, wordpieces=cfg.model.wordpieces)
     started = time.time()
     inputs, img, txt = encode_split(trained, data, split, dev, progress)
     encoded = time.time()

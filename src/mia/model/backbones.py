@@ -49,6 +49,49 @@ def _resnet50(last_stride: int) -> tuple[nn.Module, int]:
     return nn.Sequential(OrderedDict((n, getattr(net, n)) for n in names)), 2048
 
 
+def stage_prefixes(name: str) -> list[tuple[str, ...]]:
+    """Parameter-name prefixes of each stage of a backbone, input side first.
+
+    ``model.frozen_stages = k`` keeps the first k stages at their initial (ImageNet) weights
+    and in eval mode: autograd then records nothing for them, so they cost a forward pass.
+    """
+    if name == "small":
+        return [(f"{3 * s}.", f"{3 * s + 1}.") for s in range(5)]
+    if name == "vgg16":  # five conv blocks, each ending in a max-pool
+        ends = [0, 5, 10, 17, 24, 31]
+        return [tuple(f"features.{i}." for i in range(a, b)) for a, b in zip(ends, ends[1:])]
+    if name == "resnet50":
+        return [("conv1.", "bn1."), ("layer1.",), ("layer2.",), ("layer3.",), ("layer4.",)]
+    if name == "efficientnet_lite0":
+        from mia.model.efficientnet_lite import STAGES
+
+        stages, first = [], 0
+        for i, (repeats, *_rest) in enumerate(STAGES):
+            names = tuple(f"_blocks.{b}." for b in range(first, first + repeats))
+            first += repeats
+            if i == 0:
+                names = ("_conv_stem.", "_bn0.", *names)
+            if i == len(STAGES) - 1:
+                names = (*names, "_conv_head.", "_bn1.")
+            stages.append(names)
+        return stages
+    raise ValueError(f"unknown backbone {name!r} (valid: {', '.join(BACKBONES)})")
+
+
+def stage_modules(backbone: nn.Module, name: str) -> list[nn.Module]:
+    """The stages of a built backbone as modules to apply in order (views sharing its
+    parameters): applying them all equals ``backbone(x)``."""
+    if name == "small":  # conv, BN, ReLU
+        return [nn.Sequential(*backbone[3 * s: 3 * s + 3]) for s in range(5)]
+    if name == "vgg16":  # each block's convolutions, ReLUs and max-pool
+        ends = [0, 5, 10, 17, 24, 31]
+        return [nn.Sequential(*backbone.features[a:b]) for a, b in zip(ends, ends[1:])]
+    if name == "resnet50":
+        return [nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool),
+                backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4]
+    return backbone.stages()
+
+
 def build_backbone(name: str, small_width: int = 32, last_stride: int = 1
                    ) -> tuple[nn.Module, int]:
     """(feature extractor, output channels C) for a backbone name (random weights)."""

@@ -78,6 +78,17 @@ class EfficientNetLite0Features(nn.Module):
             x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))
 
+    def stages(self) -> list[nn.Module]:
+        """The seven stages (stem with the first, head with the last) as modules applied in
+        order; they share this network's parameters."""
+        stages, first = [], 0
+        for repeats, *_ in STAGES:
+            stages.append(list(self._blocks[first:first + repeats]))
+            first += repeats
+        stages[0] = [self._conv_stem, self._bn0, nn.ReLU6(), *stages[0]]
+        stages[-1] = [*stages[-1], self._conv_head, self._bn1, nn.ReLU6()]
+        return [nn.Sequential(*layers) for layers in stages]
+
 
 def efficientnet_lite0_features(last_stride: int = 2) -> tuple[nn.Module, int]:
     return EfficientNetLite0Features(last_stride), 1280

@@ -1,7 +1,8 @@
 """Encoded images and captions: the cacheable inputs of every similarity.
 
 Everything that depends on one modality only is computed once at encoding time, including
-the outputs of the four MLPs, so a gallery image is encoded once and scored against any
+the outputs of the four MLPs as attention keys (unit length times the attention scale, see
+:func:`mia.model.mia.attention_keys`), so a gallery image is encoded once and scored against any
 number of captions by :mod:`mia.model.similarity` without touching the network again.
 """
 
@@ -56,8 +57,8 @@ class ImageEmbeddings(_Batchable):
 
     global_: Tensor  # I: global visual context [G, D]
     parts: Tensor  # P_1..P_n: stripe features [G, n, D]
-    rga_keys: Tensor  # MLP_V_RGA(P_i) [G, n, D] (Eq. 6)
-    bfm_keys: Tensor  # MLP_V_BFM(P_k) [G, n, D] (Eq. 13, 16)
+    rga_keys: Tensor  # s_RGA unit(MLP_V_RGA(P_i)) [G, n, D] (Eq. 6)
+    bfm_keys: Tensor  # sqrt(s_BFM) unit(MLP_V_BFM(P_k)) [G, n, D] (Eq. 13, 16)
 
 
 @dataclass
@@ -67,5 +68,5 @@ class TextEmbeddings(_Batchable):
     global_: Tensor  # T: sentence feature [Q, D]
     phrases: Tensor  # N_1..N_m: noun-phrase features [Q, m, D] (zeros where masked)
     phrase_mask: Tensor  # True for real phrases [Q, m]
-    rga_keys: Tensor  # MLP_T_RGA(N_j) [Q, m, D] (Eq. 9)
-    bfm_keys: Tensor  # MLP_T_BFM(N_j) [Q, m, D] (Eq. 13, 16)
+    rga_keys: Tensor  # s_RGA unit(MLP_T_RGA(N_j)) [Q, m, D] (Eq. 9)
+    bfm_keys: Tensor  # sqrt(s_BFM) unit(MLP_T_BFM(N_j)) [Q, m, D] (Eq. 13, 16)

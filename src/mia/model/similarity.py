@@ -11,7 +11,8 @@ so the work is a few matrix products plus small ``n x n`` / ``m x m`` quadratic 
 The same code gives the in-batch ``B x B`` matrices of the matching losses (it is
 differentiable) and, chunked by :mod:`mia.retrieval.scoring`, the gallery-scale scores.
 Shapes: ``D`` joint dimension, ``n`` parts per image, ``m`` phrases per caption (padded,
-``phrase_mask``).
+``phrase_mask``). The MLP outputs arrive as attention keys (``attention_keys``: unit length
+times the attention scale s), so an attention logit is a plain dot product, s * cos(...).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def rga_image_to_text(img: ImageEmbeddings, txt: TextEmbeddings) -> Tensor:
     """
     G, n, D = img.parts.shape
     t_hat = _unit(txt.global_)  # [Q, D]
-    keys_and_parts = torch.cat([_unit(img.rga_keys), img.parts], dim=1)  # [G, 2n, D]
+    keys_and_parts = torch.cat([img.rga_keys, img.parts], dim=1)  # [G, 2n, D]
     dots = (t_hat @ keys_and_parts.reshape(G * 2 * n, D).T).view(-1, G, 2 * n)
     v = torch.softmax(dots[..., :n], dim=-1)  # relation weights v_i [Q, G, n]
     num = (v * dots[..., n:]).sum(-1)  # I_R . T^
@@ -70,7 +71,7 @@ def rga_text_to_image(img: ImageEmbeddings, txt: TextEmbeddings) -> Tensor:
     """
     Q, m, D = txt.phrases.shape
     i_hat = _unit(img.global_)  # [G, D]
-    keys_and_phrases = torch.cat([_unit(txt.rga_keys), txt.phrases], dim=1)  # [Q, 2m, D]
+    keys_and_phrases = torch.cat([txt.rga_keys, txt.phrases], dim=1)  # [Q, 2m, D]
     dots = (keys_and_phrases.reshape(Q * 2 * m, D) @ i_hat.T).view(Q, 2 * m, -1)
     c = masked_softmax(dots[:, :m], txt.phrase_mask[:, :, None], dim=1)  # c_j [Q, m, G]
     num = (c * dots[:, m:]).sum(1)  # T_R . I^
@@ -88,8 +89,8 @@ def bfm(img: ImageEmbeddings, txt: TextEmbeddings) -> tuple[Tensor, Tensor]:
     Q, m, D = txt.phrases.shape
     G, n, _ = img.parts.shape
     mask = txt.phrase_mask  # [Q, m]
-    logits = (_unit(txt.bfm_keys).reshape(Q * m, D)
-              @ _unit(img.bfm_keys).reshape(G * n, D).T).view(Q, m, G, n)
+    logits = (txt.bfm_keys.reshape(Q * m, D)
+              @ img.bfm_keys.reshape(G * n, D).T).view(Q, m, G, n)
     np_dots = (txt.phrases.reshape(Q * m, D) @ img.parts.reshape(G * n, D).T).view(Q, m, G, n)
     n_norm = txt.phrases.norm(dim=-1).clamp_min(EPS)  # [Q, m]
     p_norm = img.parts.norm(dim=-1).clamp_min(EPS)  # [G, n]
@@ -147,10 +148,10 @@ def paired_attention(img: ImageEmbeddings, txt: TextEmbeddings) -> dict[str, Ten
     a: BFM P->N phrase-to-stripe weights [B, m, n]; b: BFM N->P stripe-to-phrase [B, n, m].
     """
     mask = txt.phrase_mask
-    v = torch.softmax(torch.einsum("bd,bnd->bn", _unit(txt.global_), _unit(img.rga_keys)), -1)
-    c = masked_softmax(torch.einsum("bmd,bd->bm", _unit(txt.rga_keys), _unit(img.global_)),
+    v = torch.softmax(torch.einsum("bd,bnd->bn", _unit(txt.global_), img.rga_keys), -1)
+    c = masked_softmax(torch.einsum("bmd,bd->bm", txt.rga_keys, _unit(img.global_)),
                        mask, dim=1)
-    logits = torch.einsum("bmd,bnd->bmn", _unit(txt.bfm_keys), _unit(img.bfm_keys))
+    logits = torch.einsum("bmd,bnd->bmn", txt.bfm_keys, img.bfm_keys)
     a = torch.softmax(logits, dim=-1)
     b = masked_softmax(logits, mask[:, :, None], dim=1).transpose(1, 2)
     return {"v": v, "c": c, "a": a, "b": b}

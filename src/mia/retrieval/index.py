@@ -6,8 +6,8 @@ Layout of ``INDEX/``::
     images.json     image paths (relative to ``image_root``) and person ids when known
     global.npy      I            [G, D]
     parts.npy       P_1..P_n     [G, n, D]
-    rga_keys.npy    MLP_V_RGA(P) [G, n, D]
-    bfm_keys.npy    MLP_V_BFM(P) [G, n, D]
+    rga_keys.npy    RGA keys s unit(MLP_V_RGA(P)) [G, n, D]
+    bfm_keys.npy    BFM keys sqrt(s) unit(MLP_V_BFM(P)) [G, n, D]
 
 Arrays are ``.npy`` files read with ``allow_pickle=False`` (memory-mapped), so opening an
 index never unpickles anything. A build writes shards into ``INDEX.partial/`` (each shard
@@ -32,7 +32,7 @@ from mia.model.embeddings import ImageEmbeddings
 from mia.utils.errors import MiaError
 from mia.utils.io import atomic_open, atomic_write_json, sha256_file
 
-FORMAT = "mia-index-v1"
+FORMAT = "mia-index-v2"  # v2: MLP outputs stored as scaled unit attention keys
 ARRAYS = ("global", "parts", "rga_keys", "bfm_keys")
 FIELDS = dict(zip(ARRAYS, ("global_", "parts", "rga_keys", "bfm_keys")))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

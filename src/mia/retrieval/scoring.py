@@ -8,8 +8,9 @@ organised for speed:
 - **No aggregated vectors.** cos(Σ_i w_i X_i, Y) = Σ_i w_i (X_i·Y) / sqrt(wᵀ(XXᵀ)w), so every
   granularity needs only dot products (large matrix products) and small Gram matrices.
 - **No softmax normalisation.** The cosine is scale-invariant, so the softmax denominator
-  cancels: unnormalised weights ``exp(logit)`` give the same cosine. The logits are cosines
-  in [-1, 1], so ``exp`` cannot overflow.
+  cancels: unnormalised weights ``exp(logit - bound)`` give the same cosine. The logits are
+  scaled cosines, at most ``bound`` (the largest key norm, i.e. the attention scale), so
+  ``exp`` cannot overflow.
 - **Captions bucketed by phrase count.** Queries with the same number m of phrases are
   scored together, so no work is spent on padding.
 - **Blocks sized to the cache and the budget.** Each block of captions x images is scored
@@ -31,6 +32,7 @@ from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import fuse
 
 EPS = 1e-8
+TINY = 1e-30  # exp(-2 s)^2 for the largest attention scale s = 10 is 4e-18
 BLOCK_ELEMENTS = 1 << 21  # ~8 MB of float32 per [q, m, g, n] block: stays in L2/L3 cache
 ALL_KEYS = ("s_g", "s_i", "s_t", "s_r", "s_p", "s_n", "s_l")
 DEFAULT_KEYS = ("s_g", "s_r", "s_l")
@@ -41,25 +43,27 @@ class Gallery:
     """Per-image tensors every query needs, computed once. G images, n parts."""
 
     i_hat: Tensor  # unit I [G, D]
-    rga_dots_rhs: Tensor  # [unit MLP_V_RGA(P) ; P] flattened [G * 2n, D] (matmul dtype)
-    bfm_keys: Tensor  # unit MLP_V_BFM(P) [G * n, D] (matmul dtype)
+    rga_dots_rhs: Tensor  # [RGA keys ; P] flattened [G * 2n, D] (matmul dtype)
+    bfm_keys: Tensor  # BFM keys [G * n, D] (matmul dtype)
     parts: Tensor  # P [G * n, D] (matmul dtype)
     gram: Tensor  # P Pᵀ [G, n, n] float32
     part_norm: Tensor  # |P_i| [G, n] float32
     n: int
+    rga_bound: float  # largest RGA key norm (bounds the I->T logits)
+    bfm_bound: float  # largest BFM key norm
 
     @classmethod
     def build(cls, img: ImageEmbeddings, dtype: torch.dtype) -> Gallery:
         G, n, D = img.parts.shape
         parts = img.parts.float()
-        rhs = torch.cat([F.normalize(img.rga_keys.float(), dim=-1, eps=EPS), parts], dim=1)
+        rhs = torch.cat([img.rga_keys.float(), parts], dim=1)
         return cls(i_hat=F.normalize(img.global_.float(), dim=-1, eps=EPS),
                    rga_dots_rhs=rhs.reshape(G * 2 * n, D).to(dtype),
-                   bfm_keys=F.normalize(img.bfm_keys.float(), dim=-1, eps=EPS)
-                   .reshape(G * n, D).to(dtype),
+                   bfm_keys=img.bfm_keys.reshape(G * n, D).to(dtype),
                    parts=parts.reshape(G * n, D).to(dtype),
                    gram=parts @ parts.transpose(1, 2),
-                   part_norm=parts.norm(dim=-1).clamp_min(EPS), n=n)
+                   part_norm=parts.norm(dim=-1).clamp_min(EPS), n=n,
+                   rga_bound=_max_norm(img.rga_keys), bfm_bound=_max_norm(img.bfm_keys))
 
     def __len__(self) -> int:
         return self.i_hat.shape[0]
@@ -76,13 +80,19 @@ class QueryBucket:
     """Captions that all have exactly m phrases (rows ``index`` of the query set)."""
 
     index: Tensor  # [q] positions in the full query set
-    rga_lhs: Tensor  # [unit MLP_T_RGA(N) ; N] [q, 2m, D] (matmul dtype)
-    bfm_keys: Tensor  # unit MLP_T_BFM(N) [q * m, D] (matmul dtype)
+    rga_lhs: Tensor  # [RGA keys ; N] [q, 2m, D] (matmul dtype)
+    bfm_keys: Tensor  # BFM keys [q * m, D] (matmul dtype)
     phrases: Tensor  # N [q * m, D] (matmul dtype)
     gram: Tensor  # N Nᵀ [q, m, m] float32
     phrase_norm: Tensor  # |N_j| [q, m] float32
     m: int
+    rga_bound: float  # largest RGA key norm (bounds the T->I logits)
+    bfm_bound: float  # largest BFM key norm
 
+
+def _max_norm(keys: Tensor) -> float:
+    """The largest vector norm in ``keys`` (0 when empty)."""
+    return float(keys.float().norm(dim=-1).max()) if keys.numel() else 0.0
 
 def _gather_phrases(x: Tensor, order: Tensor) -> Tensor:
     """x [q, m_max, D] -> the phrases ``order`` [q, m] of each row, float32."""
@@ -100,15 +110,17 @@ def bucket_queries(txt: TextEmbeddings, dtype: torch.dtype) -> Iterator[QueryBuc
                    for x in (txt.phrases, txt.rga_keys, txt.bfm_keys))
         q, D = len(index), txt.phrases.shape[-1]
         yield QueryBucket(
-            index=index,
-            rga_lhs=torch.cat([F.normalize(W, dim=-1, eps=EPS), N], dim=1).to(dtype),
-            bfm_keys=F.normalize(A, dim=-1, eps=EPS).reshape(q * m, D).to(dtype),
+            index=index, rga_lhs=torch.cat([W, N], dim=1).to(dtype),
+            bfm_keys=A.reshape(q * m, D).to(dtype),
             phrases=N.reshape(q * m, D).to(dtype), gram=N @ N.transpose(1, 2),
-            phrase_norm=N.norm(dim=-1).clamp_min(EPS), m=m)
+            phrase_norm=N.norm(dim=-1).clamp_min(EPS), m=m,
+            rga_bound=_max_norm(W), bfm_bound=_max_norm(A))
 
 
 def _cos(num: Tensor, sq_norm: Tensor) -> Tensor:
-    return num / sq_norm.clamp_min(EPS * EPS).sqrt_()
+    """num / sqrt(sq_norm); the floor only guards all-zero vectors, since with the logits
+    shifted by their bound the weights, hence sq_norm, can be legitimately tiny."""
+    return num / sq_norm.clamp_min(TINY).sqrt_()
 
 
 def _quad_per_image(e: Tensor, gram: Tensor) -> Tensor:
@@ -125,7 +137,7 @@ def _rga_image_to_text(t_hat: Tensor, gal: Gallery, g: slice) -> Tensor:
     n = gal.n
     rhs = gal.rga_dots_rhs[g.start * 2 * n: g.stop * 2 * n]
     dots = (t_hat.to(rhs.dtype) @ rhs.T).float().view(len(t_hat), -1, 2 * n)
-    e = dots[..., :n].exp()  # unnormalised relation weights v_i [q, g, n]
+    e = (dots[..., :n] - gal.rga_bound).exp()  # unnormalised relation weights v_i [q, g, n]
     num = (e * dots[..., n:]).sum(-1)
     return _cos(num, _quad_per_image(e, gal.gram[g]))
 
@@ -136,7 +148,7 @@ def _rga_text_to_image(b: QueryBucket, gal: Gallery, g: slice, rows: slice) -> T
     lhs = b.rga_lhs[rows]
     dots = (lhs.reshape(-1, lhs.shape[-1]) @ gal.i_hat[g].to(lhs.dtype).T).float()
     dots = dots.view(lhs.shape[0], 2 * m, -1)
-    e = dots[:, :m].exp()  # unnormalised phrase weights c_j [q, m, g]
+    e = (dots[:, :m] - b.rga_bound).exp()  # unnormalised phrase weights c_j [q, m, g]
     num = (e * dots[:, m:]).sum(1)
     quad = (torch.bmm(b.gram[rows], e) * e).sum(1)
     return _cos(num, quad)
@@ -148,7 +160,8 @@ def _bfm(b: QueryBucket, gal: Gallery, g: slice, rows: slice) -> tuple[Tensor, T
     q = rows.stop - rows.start
     x = slice(rows.start * m, rows.stop * m)
     k = slice(g.start * n, g.stop * n)
-    e = (b.bfm_keys[x] @ gal.bfm_keys[k].T).float().exp_()  # shared weights [q*m, g*n]
+    # shared unnormalised weights [q*m, g*n]
+    e = (b.bfm_keys[x] @ gal.bfm_keys[k].T).float().sub_(b.bfm_bound * gal.bfm_bound).exp_()
     prod = (b.phrases[x] @ gal.parts[k].T).float().mul_(e)  # e * (N_j . P_k)
     # P->N: phrase j attends over parts k
     num_p = prod.view(q * m, -1, n).sum(-1)

@@ -77,7 +77,8 @@ class Searcher:
                             "results are not meaningful")
         elif unknown:
             warnings.append(f"unknown words ignored by the model: {' '.join(unknown[:10])}")
-        corpus = CaptionCorpus({text: parsed}, vocab)
+        corpus = CaptionCorpus({text: parsed}, vocab,
+                               wordpieces=self.trained.config.model.wordpieces)
         batch = collate_captions([corpus.encode(text)])
         with torch.no_grad():
             emb = self.trained.model.encode_texts(**batch)

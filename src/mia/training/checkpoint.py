@@ -23,7 +23,7 @@ def save_checkpoint(path: Path, model: MIA, *, vocab_fingerprint: str, num_class
         "model": model.state_dict(),
         "model_config": dataclasses.asdict(model.config),
         "vocab_fingerprint": vocab_fingerprint,
-        "vocab_size": model.text_encoder.embedding.num_embeddings,
+        "vocab_size": model.text_encoder.vocab_size,
         "num_classes": num_classes,
         "position": position,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,

@@ -20,9 +20,11 @@ from typing import Any
 
 import yaml
 
-from mia.model.backbones import BACKBONES
-from mia.model.mia import PARAMETER_GROUPS, ModelConfig
+from mia.model.backbones import BACKBONES, stage_prefixes
+from mia.model.mia import MAX_ATTENTION_SCALE, PARAMETER_GROUPS, ModelConfig
+from mia.model.text_encoder import WORD_ENCODERS
 from mia.text.phrases import PHRASE_MODES
+from mia.training.objectives import MATCHING_LOSSES, NEGATIVES
 from mia.utils.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
@@ -39,6 +41,9 @@ class DataConfig:
     flip: bool = True  # random horizontal mirroring in training
     cache_images: bool = False  # keep resized images in memory (small datasets)
     workers: int = 0  # DataLoader worker processes
+    # Probability that a training word is read as <unk> (so the <unk> vector learns what
+    # unseen words should look like); 0 in the paper
+    word_dropout: float = 0.0
     text_workers: int = 2  # processes for noun-phrase extraction (cached afterwards)
 
 
@@ -57,6 +62,12 @@ class StepConfig:
 class TrainConfig:
     batch_size: int = 96
     margin: float = 0.2  # alpha of the sum-of-hinges matching loss (Eq. 20)
+    # Matching loss: sum_hinge (the paper, Eq. 20), max_hinge (VSE++: hardest negative) or
+    # contrastive (InfoNCE at matching_temperature); negatives: image (the paper: any other
+    # image) or identity (only other people's images)
+    matching_loss: str = "sum_hinge"
+    negatives: str = "image"
+    matching_temperature: float = 0.05
     sampler: str = "unique"  # "unique": shuffled captions, no image twice; "pk": P ids x K images
     pk: list[int] | None = None  # [P, K] for sampler "pk"
     seed: int = 0
@@ -66,6 +77,16 @@ class TrainConfig:
     validate: bool = True  # evaluate on the validation split after every epoch
     channels_last: bool = False  # NHWC memory layout for the CNN (faster on many CPUs/GPUs)
     sync_bn: bool = True  # SyncBatchNorm when training on several GPUs
+    # Memory for the outputs of the CNN stages a step does not train (all of them in steps
+    # that freeze the CNN, model.frozen_stages otherwise), computed once per image and
+    # mirroring and reused every epoch; 0 turns the cache off
+    feature_cache_mb: float = 0.0
+
+    def matching(self):
+        from mia.training.objectives import MatchingConfig
+
+        return MatchingConfig(self.matching_loss, self.margin, self.negatives,
+                              self.matching_temperature)
 
 
 @dataclass
@@ -226,12 +247,31 @@ def validate(cfg: Config) -> Config:
 
     check(cfg.model.backbone in BACKBONES,
           f"model.backbone: {cfg.model.backbone!r} is not one of {', '.join(BACKBONES)}")
+    check(cfg.model.word_encoder in WORD_ENCODERS,
+          f"model.word_encoder: {cfg.model.word_encoder!r} is not one of "
+          f"{', '.join(WORD_ENCODERS)}")
+    check(0 <= cfg.model.minilm_trainable_layers <= 6,
+          "model.minilm_trainable_layers: must be between 0 and 6")
+    stages = len(stage_prefixes(cfg.model.backbone)) if cfg.model.backbone in BACKBONES else 0
+    check(0 <= cfg.model.frozen_stages <= stages,
+          f"model.frozen_stages: must be between 0 and {stages} (the stages of "
+          f"{cfg.model.backbone})")
     check(cfg.data.phrase_mode in PHRASE_MODES,
           f"data.phrase_mode: {cfg.data.phrase_mode!r} is not one of {', '.join(PHRASE_MODES)}")
     check(cfg.train.sampler in ("unique", "pk"), "train.sampler: must be 'unique' or 'pk'")
     check(cfg.train.sampler != "pk" or (cfg.train.pk is not None and len(cfg.train.pk) == 2),
           "train.pk: sampler 'pk' needs pk: [P, K]")
     check(cfg.train.batch_size >= 2, "train.batch_size: must be at least 2")
+    check(cfg.train.matching_loss in MATCHING_LOSSES,
+          f"train.matching_loss: {cfg.train.matching_loss!r} is not one of "
+          f"{', '.join(MATCHING_LOSSES)}")
+    check(cfg.train.negatives in NEGATIVES,
+          f"train.negatives: {cfg.train.negatives!r} is not one of {', '.join(NEGATIVES)}")
+    check(cfg.train.matching_temperature > 0, "train.matching_temperature: must be positive")
+    check(cfg.train.feature_cache_mb >= 0, "train.feature_cache_mb: must be >= 0")
+    check(0 <= cfg.data.word_dropout < 1, "data.word_dropout: must be in [0, 1)")
+    check(0 < cfg.model.attention_scale <= MAX_ATTENTION_SCALE,
+          f"model.attention_scale: must be in (0, {MAX_ATTENTION_SCALE:g}]")
     check(cfg.train.precision in ("fp32", "bf16", "fp16"),
           "train.precision: must be fp32, bf16 or fp16")
     check(cfg.train.device in ("auto", "cpu", "cuda"), "train.device: must be auto, cpu or cuda")

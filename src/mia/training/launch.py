@@ -25,7 +25,7 @@ from mia.text.vocab import Vocabulary
 from mia.training import distributed
 from mia.training.checkpoint import check_compatible, load_checkpoint
 from mia.training.config import Config, dump_yaml
-from mia.training.device import check_precision, resolve_device
+from mia.training.device import AUTOCAST_DTYPES, check_precision, resolve_device
 from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Validator
 from mia.training.run import RunDir
 from mia.training.trainer import Trainer
@@ -91,7 +91,8 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
            ) -> dict:
     vocab = Vocabulary.load(run.vocab) if state is not None else None
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab,
-                         progress=progress and ctx.is_main)
+                         progress=progress and ctx.is_main,
+                         wordpieces=cfg.model.wordpieces)
     train_records = data.dataset.split("train")
     labels = label_map(train_records)
     if state is None and ctx.is_main:
@@ -104,7 +105,7 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
             "world_size": ctx.world})
     model = _build_model(cfg, data.vocab, len(labels), fresh=state is None, device=dev, ctx=ctx)
     pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
-                       seed=cfg.train.seed)
+                       seed=cfg.train.seed, word_dropout=cfg.data.word_dropout)
     sampler = UniqueImageBatchSampler(
         pairs.image_of, cfg.train.batch_size, seed=cfg.train.seed,
         person_of=[train_records[i].person_id for i in pairs.image_of],
@@ -141,6 +142,7 @@ def _build_model(cfg: Config, vocab: Vocabulary, num_classes: int, fresh: bool, 
     model = MIA(cfg.model, len(vocab), num_classes)
     if fresh:
         model.load_pretrained_backbone()
+        model.load_pretrained_text()
         coverage = model.load_word_vectors(vocab, cfg.train.seed)
         if cfg.model.word_vectors:
             log.info("word vectors %s cover %.1f%% of the vocabulary", cfg.model.word_vectors,
@@ -166,11 +168,13 @@ def _validation_fn(cfg: Config, data, device, ctx):
         per = -(-len(items) // ctx.world)
         return items[ctx.rank * per:(ctx.rank + 1) * per]
 
+    dtype = AUTOCAST_DTYPES[cfg.train.precision]  # validate in the training precision
+
     def evaluate(model: MIA) -> dict:
         img = encode_gallery(model, share(inputs.gallery), data.store, cfg.eval.batch_size,
-                             device)
+                             device, autocast_dtype=dtype)
         txt = encode_captions(model, share(inputs.query_texts), data.corpus,
-                              cfg.eval.batch_size, device)
+                              cfg.eval.batch_size, device, autocast_dtype=dtype)
         if ctx.enabled:
             img = ImageEmbeddings.cat([p for p in distributed.gather_objects(ctx, img)
                                        if len(p)])

@@ -1,9 +1,17 @@
 """Training objectives (paper Sec. III-B.1): identity loss (Eq. 19) and the sum-of-hinges
 matching loss (Eq. 20) on each similarity. Every loss returns named terms; the trainer
-sums and logs whatever comes back."""
+sums and logs whatever comes back.
+
+Beyond the paper, as options (``train.matching_loss``, ``train.negatives``): the hardest-
+negative hinge of VSE++ ("max_hinge"), a softmax contrastive loss ("contrastive", InfoNCE
+in both directions), and negatives by identity rather than by image.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -14,6 +22,16 @@ from mia.model.similarity import similarities
 # matching loss name -> (granularity computed by similarities(), similarity it uses)
 MATCHING = {"gc": ("g", "s_g"), "rga_it": ("r", "s_i"), "rga_ti": ("r", "s_t"),
             "bfm_pn": ("l", "s_p"), "bfm_np": ("l", "s_n")}
+MATCHING_LOSSES = ("sum_hinge", "max_hinge", "contrastive")
+NEGATIVES = ("image", "identity")
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    loss: str = "sum_hinge"  # the paper's Eq. 20
+    margin: float = 0.2  # alpha of the hinges
+    negatives: str = "image"  # the paper: every other image, even of the same person
+    temperature: float = 0.05  # of the contrastive loss
 
 
 def sum_of_hinges(scores: Tensor, negatives: Tensor, margin: float) -> Tensor:
@@ -29,10 +47,42 @@ def sum_of_hinges(scores: Tensor, negatives: Tensor, margin: float) -> Tensor:
     return ((text_anchor * mask).sum() + (image_anchor * mask).sum()) / scores.shape[0]
 
 
+def max_of_hinges(scores: Tensor, negatives: Tensor, margin: float) -> Tensor:
+    """VSE++: the hinge of the hardest negative only, both directions, mean over anchors."""
+    positive = scores.diagonal()
+    hard = scores.masked_fill(~negatives, float("-inf"))
+    text_anchor = (margin - positive + hard.amax(1)).clamp_min(0)
+    image_anchor = (margin - positive + hard.amax(0)).clamp_min(0)
+    return (text_anchor.nan_to_num(0.0, neginf=0.0).sum()
+            + image_anchor.nan_to_num(0.0, neginf=0.0).sum()) / scores.shape[0]
+
+
+def contrastive(scores: Tensor, negatives: Tensor, temperature: float) -> Tensor:
+    """InfoNCE in both directions: each true pair against its row's / column's negatives
+    (pairs that are neither the true pair nor a negative are left out)."""
+    eye = torch.eye(len(scores), dtype=torch.bool, device=scores.device)
+    logits = (scores / temperature).masked_fill(~(negatives | eye), float("-inf"))
+    target = torch.arange(len(scores), device=scores.device)
+    return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
+
+
+def matching_loss(scores: Tensor, negatives: Tensor, cfg: MatchingConfig) -> Tensor:
+    if cfg.loss == "sum_hinge":
+        return sum_of_hinges(scores, negatives, cfg.margin)
+    if cfg.loss == "max_hinge":
+        return max_of_hinges(scores, negatives, cfg.margin)
+    return contrastive(scores, negatives, cfg.temperature)
+
+
 def image_negatives(image_index: Tensor) -> Tensor:
     """Negatives by image [B, B]: another image (even of the same person) is a negative; the
     same image (e.g. its other caption) is not."""
     return image_index[:, None] != image_index[None, :]
+
+
+def identity_negatives(labels: Tensor) -> Tensor:
+    """Negatives by identity [B, B]: only images of other people are negatives."""
+    return labels[:, None] != labels[None, :]
 
 
 def needs(losses: dict[str, float]) -> tuple[bool, tuple[str, ...]]:
@@ -43,7 +93,7 @@ def needs(losses: dict[str, float]) -> tuple[bool, tuple[str, ...]]:
 
 def compute_losses(model: MIA, img: ImageEmbeddings, txt: TextEmbeddings, labels: Tensor,
                    image_index: Tensor, losses: dict[str, float],
-                   margin: float) -> dict[str, Tensor]:
+                   matching: MatchingConfig) -> dict[str, Tensor]:
     """Weighted loss terms for one batch, e.g. {"id_image", "id_text", "match_gc", ...}."""
     terms: dict[str, Tensor] = {}
     if "id" in losses:  # Eq. 19: one classifier W_s shared by images and texts
@@ -52,9 +102,10 @@ def compute_losses(model: MIA, img: ImageEmbeddings, txt: TextEmbeddings, labels
     _, grans = needs(losses)
     if grans:
         sims = similarities(img, txt, grans)
-        negatives = image_negatives(image_index)
+        negatives = (image_negatives(image_index) if matching.negatives == "image"
+                     else identity_negatives(labels))
         for name, weight in losses.items():
             if name in MATCHING:
-                terms[f"match_{name}"] = weight * sum_of_hinges(sims[MATCHING[name][1]],
-                                                                negatives, margin)
+                terms[f"match_{name}"] = weight * matching_loss(sims[MATCHING[name][1]],
+                                                                negatives, matching)
     return terms

@@ -38,7 +38,13 @@ def set_trainable(model: MIA, groups: list[str]) -> list[torch.nn.Parameter]:
         else:
             for module in model.group_modules(group):
                 module.eval()
-    return params
+    for module in model.frozen_modules():
+        module.eval()
+    frozen = {id(p) for p in model.always_frozen()}
+    for p in params:
+        if id(p) in frozen:
+            p.requires_grad_(False)
+    return [p for p in params if id(p) not in frozen]
 
 
 class Trainer:
@@ -68,7 +74,12 @@ class Trainer:
     def _make_optimizer(self, step: StepConfig) -> None:
         params = set_trainable(self.model, step.train)
         self.optimizer = torch.optim.Adam(params, lr=step.lr, weight_decay=step.weight_decay)
-        self.step_module = TrainingStep(self.model, self.config.train.margin, self.ctx)
+        trains_cnn = "backbone" in step.train
+        depth = (self.model.config.frozen_stages if trains_cnn
+                 else self.model.image_encoder.num_stages())
+        self.step_module = TrainingStep(self.model, self.config.train.matching(), self.ctx,
+                                        frozen_depth=depth,
+                                        cache_mb=self.config.train.feature_cache_mb)
         if self.ctx.enabled:  # new wrapper per step: the trainable parameters changed
             from torch.nn.parallel import DistributedDataParallel
 

@@ -3,7 +3,7 @@ once: embeddings, the four similarity matrices, and per-query rankings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,13 +27,14 @@ class Analysis:
     img: ImageEmbeddings
     txt: TextEmbeddings
     scores: dict[str, torch.Tensor]  # sG, sR, sL [Q, G]
+    _first_hit: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_run(cls, run: str | Path, data_dir: str | Path, split: str = "test",
                  checkpoint: str | Path | None = None, progress: bool = False) -> Analysis:
         trained = load_trained(run, checkpoint)
         data = load_run_data(trained.config.data, data_dir, vocab=trained.vocab,
-                             progress=progress)
+                             wordpieces=trained.config.model.wordpieces, progress=progress)
         inputs, img, txt = encode_split(trained, data, split, progress=progress)
         return cls(trained, data, inputs, img, txt, granularity_scores(img, txt))
 
@@ -53,11 +54,19 @@ class Analysis:
         return bool(self.inputs.query_pids[query] == self.inputs.gallery_pids[image])
 
     def first_hit_rank(self, ranking: str = "MIA") -> torch.Tensor:
-        """0-based rank of the first true image for every query [Q]."""
-        order = torch.sort(self.ranking_scores(ranking), dim=1, descending=True,
-                           stable=True).indices
-        hits = self.inputs.gallery_pids[order] == self.inputs.query_pids[:, None]
-        return hits.float().argmax(1)
+        """0-based rank of the first true image for every query [Q] (computed once per
+        ranking: a query's rank is the number of images scored above its best true one)."""
+        if ranking not in self._first_hit:
+            scores = self.ranking_scores(ranking)
+            match = self.inputs.gallery_pids[None, :] == self.inputs.query_pids[:, None]
+            best_true = scores.masked_fill(~match, float("-inf")).max(1)
+            above = (scores > best_true.values[:, None]).sum(1)
+            # ties with the best true image rank before it when they come first (stable sort)
+            position = torch.arange(scores.shape[1])[None, :]
+            tied_before = ((scores == best_true.values[:, None])
+                           & (position < best_true.indices[:, None])).sum(1)
+            self._first_hit[ranking] = above + tied_before
+        return self._first_hit[ranking]
 
     def attention(self, query: int, image: int) -> dict[str, torch.Tensor]:
         """RGA and BFM weights of one (caption, image) pair (see paired_attention)."""

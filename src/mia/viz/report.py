@@ -9,6 +9,8 @@ import html
 import json
 from pathlib import Path
 
+import torch
+
 from mia.data.stats import dataset_stats
 from mia.evaluation.evaluate import evaluate_scores, lambda_sweeps, per_subset
 from mia.utils.io import atomic_write_text
@@ -101,8 +103,7 @@ def write_report(run: str | Path, data_dir: str | Path, out: str | Path | None =
 
 def _figures(analysis: Analysis, history: list[dict], sweep: dict, fig_dir: Path):
     good = figures.pick_queries(analysis, 4, correct=True)
-    bad = [q for q in range(len(analysis.inputs.query_texts))
-           if int(analysis.first_hit_rank("MIA")[q]) >= 10][:3]
+    bad = torch.nonzero(analysis.first_hit_rank("MIA") >= 10).squeeze(1)[:3].tolist()
     out = []
     if history:
         out.append((figures.training_curves(history, fig_dir / "training.png"),
