@@ -30,7 +30,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import synthetic_embeddings, timeit  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
-from mia.retrieval.scoring import fused, score_all  # noqa: E402
+from mia.model.similarity import fuse  # noqa: E402
+from mia.retrieval.scoring import score_all  # noqa: E402
 
 
 def floor(img, txt, dtype) -> float:
@@ -138,7 +139,7 @@ def main() -> None:
         start = time.perf_counter()
         scores = score_all(img, txt, memory_mb=args.memory_mb, dtype=dtype)
         res[f"score_{name}_s"] = time.perf_counter() - start
-        scores["s_f"] = fused(scores, 1.0, 0.5)
+        scores["sF"] = fuse(scores, 1.0, 0.5)
         start = time.perf_counter()
         res[f"metrics_{name}"] = {k: rank_metrics(v, q_pids, g_pids) for k, v in scores.items()}
         res[f"metrics_{name}_s"] = time.perf_counter() - start

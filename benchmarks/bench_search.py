@@ -71,7 +71,7 @@ def exhaustive_top10(index: GalleryIndex, txt: TextEmbeddings, chunk: int = 8192
     for s in range(0, len(index), chunk):
         img = index.embeddings(np.arange(s, min(s + chunk, len(index))))
         sc = score_all(img, txt)
-        fused.append(sc["s_g"] + sc["s_r"] + 0.5 * sc["s_l"])
+        fused.append(sc["sG"] + sc["sR"] + 0.5 * sc["sL"])
     return torch.topk(torch.cat(fused, 1), 10, dim=1).indices
 
 
@@ -81,8 +81,7 @@ def run_size(G: int, D: int, args) -> None:
     arrays, proto, pids = make_gallery(G, D)
     index = GalleryIndex(None, {}, Path("."), [f"{i}.jpg" for i in range(G)], pids.tolist(),
                          arrays)
-    stub = SimpleNamespace(config=SimpleNamespace(eval=SimpleNamespace(lambda1=1.0,
-                                                                        lambda2=0.5)))
+    stub = SimpleNamespace(lambdas=(1.0, 0.5))  # a Retriever as far as search needs
     queries = make_queries(proto, args.queries)
     phrases = [f"phrase {j}" for j in range(6)]
     print(f"\n{G:,} images, D={D}, n=6, float16 features: {rss_mb() - base:,.0f} MB "

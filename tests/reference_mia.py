@@ -40,7 +40,7 @@ def pair_scores(I, P, U, Bv, T, N, W, A, s_rga=1.0, s_bfm=1.0):
         T_tilde = sum(beta[k] * N[k] for k in range(len(N)))  # Eq. 15
         s_n = s_n + cos(T_tilde, P[i]) / len(P)  # Eq. 17
     return {k: float(v) for k, v in
-            dict(s_g=s_g, s_i=s_i, s_t=s_t, s_p=s_p, s_n=s_n).items()}
+            dict(sG=s_g, sI=s_i, sT=s_t, sP=s_p, sN=s_n).items()}
 
 
 def keyed(img, txt, s_rga=1.0, s_bfm=1.0):
@@ -59,7 +59,7 @@ def all_pairs(img, txt, s_rga=1.0, s_bfm=1.0):
     """Loop over every (caption, image) pair of ImageEmbeddings / TextEmbeddings whose
     ``*_keys`` hold the raw MLP outputs."""
     Q, G = len(txt), len(img)
-    out = {k: torch.zeros(Q, G, dtype=torch.float64) for k in ("s_g", "s_i", "s_t", "s_p", "s_n")}
+    out = {k: torch.zeros(Q, G, dtype=torch.float64) for k in ("sG", "sI", "sT", "sP", "sN")}
     for q in range(Q):
         keep = txt.phrase_mask[q]
         for g in range(G):
@@ -68,6 +68,6 @@ def all_pairs(img, txt, s_rga=1.0, s_bfm=1.0):
                                  txt.bfm_keys[q][keep], s_rga, s_bfm)
             for k, v in scores.items():
                 out[k][q, g] = v
-    out["s_r"] = (out["s_i"] + out["s_t"]) / 2
-    out["s_l"] = (out["s_p"] + out["s_n"]) / 2
+    out["sR"] = (out["sI"] + out["sT"]) / 2
+    out["sL"] = (out["sP"] + out["sN"]) / 2
     return out

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+import mia
 from mia.cli.main import main
 from mia.retrieval.index import GalleryIndex, IndexFileError
 from mia.retrieval.search import QueryError, Searcher
-from mia.training.run import load_trained
 
 
 def test_index_holds_every_test_image_once(index_dir, synth_dir):
@@ -28,7 +28,7 @@ def test_index_features_equal_encoding_the_images(index_dir, trained_run, synth_
     from mia.data.reader import open_dataset
     from mia.evaluation.encode import encode_gallery
 
-    trained = load_trained(trained_run[0])
+    trained = mia.load(trained_run[0]).trained
     ds = open_dataset(synth_dir)
     emb = encode_gallery(trained.model, ds.split("test")[:5], ImageStore(ds.image_root, (96, 32)))
     index = GalleryIndex.open(index_dir)
@@ -51,16 +51,14 @@ def test_interrupted_build_resumes_and_half_index_never_loads(trained_run, synth
 
     monkeypatch.setattr(index_module.np, "savez", crash_on_second_shard)
     out = tmp_path / "idx"
-    trained = load_trained(trained_run[0])
-    from mia.data.loading import ImageStore
+    retriever = mia.load(trained_run[0])
     from mia.data.reader import open_dataset
 
     ds = open_dataset(synth_dir)
     images = [r.file_path for r in ds.split("test")]
     args = dict(source={}, shard_size=8, progress=False)
-    store = ImageStore(ds.image_root, (96, 32))
     with pytest.raises(KeyboardInterrupt):
-        index_module.build_index(out, trained, store, images, [None] * len(images),
+        index_module.build_index(out, retriever, images, [None] * len(images),
                                  ds.image_root, **args)
     with pytest.raises(IndexFileError, match="unfinished build .*resume"):
         GalleryIndex.open(out)
@@ -68,18 +66,14 @@ def test_interrupted_build_resumes_and_half_index_never_loads(trained_run, synth
     assert shards == ["shard-000000.npz"]
     monkeypatch.setattr(index_module.np, "savez", real)
     encoded = []
-    real_encode = index_module.__dict__.get("encode_gallery")
-    assert real_encode is None  # imported lazily inside build_index
-    from mia.evaluation import encode as encode_module
+    original = retriever.encode_pixels
 
-    original = encode_module.encode_gallery
+    def counting(pixels):
+        encoded.append(len(pixels))
+        return original(pixels)
 
-    def counting(model, records, *a, **k):
-        encoded.append(len(records))
-        return original(model, records, *a, **k)
-
-    monkeypatch.setattr(encode_module, "encode_gallery", counting)
-    index = index_module.build_index(out, trained, store, images, [None] * len(images),
+    monkeypatch.setattr(retriever, "encode_pixels", counting)
+    index = index_module.build_index(out, retriever, images, [None] * len(images),
                                      ds.image_root, **args)
     assert sum(encoded) == len(images) - 8  # the finished shard was not encoded again
     assert len(index) == len(images)
@@ -100,7 +94,7 @@ def test_corrupt_or_foreign_index_is_a_clear_error(index_dir, trained_run, tmp_p
     (tmp_path / "other/manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexFileError, match="built by another model: model.embed_dim: index "
                                              "64, model 32; vocabulary: index 0000"):
-        Searcher(GalleryIndex.open(tmp_path / "other"), load_trained(trained_run[0]))
+        Searcher(GalleryIndex.open(tmp_path / "other"), mia.load(trained_run[0]))
 
 
 def test_index_is_loaded_without_pickle(index_dir, tmp_path):
@@ -115,7 +109,7 @@ def test_index_is_loaded_without_pickle(index_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def searcher(index_dir, trained_run):
-    return Searcher(GalleryIndex.open(index_dir), load_trained(trained_run[0]))
+    return Searcher(GalleryIndex.open(index_dir), mia.load(trained_run[0]))
 
 
 def test_search_ranks_by_fused_score_and_explains(searcher):

@@ -38,7 +38,7 @@ def test_score_all_matches_the_reference_equations(block_elements, scale):
         torch.testing.assert_close(got[key][keep].double(), want[key], atol=1e-4, rtol=1e-4,
                                    msg=lambda msg, k=key: f"{k}: {msg}")
     # a caption without phrases scores 0 on the phrase-based similarities, like the model
-    assert torch.all(got["s_t"][~keep] == 0) and torch.all(got["s_p"][~keep] == 0)
+    assert torch.all(got["sT"][~keep] == 0) and torch.all(got["sP"][~keep] == 0)
 
 
 def test_score_all_equals_the_model_similarities_on_padded_batches():

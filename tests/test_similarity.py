@@ -25,7 +25,7 @@ def test_all_pairs_equal_per_pair_equations(seed, s_rga, s_bfm):
     img, txt = random_embeddings(seed=seed)
     fast = similarities(*keyed(img, txt, s_rga, s_bfm))
     slow = all_pairs(img, txt, s_rga, s_bfm)
-    for key in ("s_g", "s_i", "s_t", "s_r", "s_p", "s_n", "s_l"):
+    for key in ("sG", "sI", "sT", "sR", "sP", "sN", "sL"):
         torch.testing.assert_close(fast[key].double(), slow[key], atol=1e-5, rtol=1e-5,
                                    msg=lambda m, k=key: f"{k}: {m}")
 
@@ -49,15 +49,17 @@ def test_caption_without_phrases_scores_zero_not_nan():
     img, txt = keyed(*random_embeddings())
     txt.phrase_mask[0] = False
     out = similarities(img, txt)
-    for key in ("s_t", "s_p"):
+    for key in ("sT", "sP"):
         assert torch.isfinite(out[key]).all()
         assert torch.all(out[key][0] == 0)
 
 
 def test_fuse_is_equation_18():
     s_g, s_r, s_l = torch.rand(3, 4, 5).unbind(0)
-    torch.testing.assert_close(fuse(s_g, s_r, s_l, 1.5, 0.7), s_g + 1.5 * s_r + 0.7 * s_l)
-    torch.testing.assert_close(fuse(s_g, s_r, s_l, 0.0, 0.0), s_g)
+    scores = {"sG": s_g, "sR": s_r, "sL": s_l}
+    torch.testing.assert_close(fuse(scores, 1.5, 0.7), s_g + 1.5 * s_r + 0.7 * s_l)
+    torch.testing.assert_close(fuse(scores, 0.0, 0.0), s_g)
+    torch.testing.assert_close(fuse({"sG": s_g, "sR": s_r}, 1.0, 0.5), s_g + s_r)
 
 
 def test_paired_attention_is_the_diagonal_of_the_pair_weights():

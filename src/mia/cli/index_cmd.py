@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--images", metavar="DIR", help="a folder of images (recursive)")
     build.add_argument("--split", default="test", help="dataset split to index (with --data)")
     build.add_argument("--format", choices=FORMAT_CHOICES)
-    build.add_argument("--skip-bad", action="store_true", help="drop bad dataset entries")
+    build.add_argument("--skip-bad", action="store_true",
+                       help="leave out bad dataset entries and unreadable images (listed in "
+                       "the manifest's 'skipped') instead of failing")
     build.add_argument("--out", required=True, metavar="INDEX", help="index directory to write")
     build.add_argument("--dtype", default="float16", choices=("float16", "float32"),
                        help="storage precision of the features")
@@ -42,33 +44,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mia.data.loading import ImageStore
+    import mia
     from mia.data.reader import open_dataset
-    from mia.retrieval.index import build_index, list_images
-    from mia.training.device import resolve_device
-    from mia.training.run import load_trained
+    from mia.retrieval.index import build_index
 
-    device = resolve_device(args.device)
-    trained = load_trained(args.run, args.checkpoint, device)
-    size = (trained.config.data.height, trained.config.data.width)
+    retriever = mia.load(args.run, device=args.device, checkpoint=args.checkpoint)
+    options = {"batch_size": args.batch_size, "dtype": args.dtype, "overwrite": args.overwrite,
+               "skip_bad": args.skip_bad, "progress": not (args.no_progress or args.json)}
     if args.data:
         dataset = open_dataset(args.data, args.format, skip_bad=args.skip_bad)
         records = dataset.split(args.split)
-        images, pids, root = ([r.file_path for r in records], [r.person_id for r in records],
-                              dataset.image_root)
-        source = {"data": str(Path(args.data).resolve()), "split": args.split,
-                  "format": dataset.format}
+        index = build_index(args.out, retriever, [r.file_path for r in records],
+                            [r.person_id for r in records], dataset.image_root,
+                            source={"data": str(Path(args.data).resolve()), "split": args.split,
+                                    "format": dataset.format}, **options)
     else:
-        root = Path(args.images)
-        images = list_images(root)
-        pids, source = [None] * len(images), {"images": str(root.resolve())}
-    index = build_index(args.out, trained, ImageStore(root, size), images, pids, root,
-                        source=source, batch_size=args.batch_size, dtype=args.dtype,
-                        device=device, progress=not (args.no_progress or args.json),
-                        overwrite=args.overwrite)
+        index = retriever.build_index(args.images, args.out, **options)
     if args.json:
         print_json(index.manifest)
-    else:
-        print(f"indexed {len(index)} images -> {args.out} "
-              f"(D={index.manifest['dim']}, {index.manifest['parts']} parts, {args.dtype})")
+        return 0
+    print(f"indexed {len(index)} images -> {args.out} "
+          f"(D={index.manifest['dim']}, {index.manifest['parts']} parts, {args.dtype})")
+    skipped = index.manifest.get("skipped", [])
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s), first: {skipped[0]}")
     return 0

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                 "faiss-ivf", "faiss-hnsw"),
                         help="stage-1 candidate search")
     parser.add_argument("--run", help="run directory (default: the one that built the index)")
+    parser.add_argument("--image-root", metavar="DIR",
+                        help="where the gallery's photos are now (default: the folder recorded "
+                        "at build time, or the same place relative to the index)")
     parser.add_argument("--lambda1", type=float, help="weight of sR (default: the run's)")
     parser.add_argument("--lambda2", type=float, help="weight of sL (default: the run's)")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -36,15 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mia.retrieval.index import GalleryIndex
-    from mia.retrieval.search import Searcher
-    from mia.training.run import load_trained
+    from mia.retrieval.search import Searcher, index_retriever
 
-    index = GalleryIndex.open(args.index)
-    model = index.manifest["model"]
-    trained = load_trained(args.run or model["run"], None if args.run else model["checkpoint"])
+    index = GalleryIndex.open(args.index, image_root=args.image_root)
     candidates = args.candidates if args.candidates != 0 else len(index)
-    searcher = Searcher(index, trained, lambda1=args.lambda1, lambda2=args.lambda2,
-                        candidates=candidates, backend=args.backend)
+    searcher = Searcher(index, index_retriever(index, args.run), lambda1=args.lambda1,
+                        lambda2=args.lambda2, candidates=candidates, backend=args.backend)
     answer = searcher.search(args.query, top_k=args.top)
     for warning in answer["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)

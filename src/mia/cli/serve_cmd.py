@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=8000, help="port")
     parser.add_argument("--run", help="run directory (default: the one that built the index)")
+    parser.add_argument("--image-root", metavar="DIR",
+                        help="where the gallery's photos are now (default: the folder recorded "
+                        "at build time, or the same place relative to the index)")
     parser.add_argument("--candidates", type=int, help="stage-1 candidates (large galleries)")
     parser.add_argument("--backend", default="torch",
                         choices=("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw"))
@@ -35,5 +38,5 @@ def run(args: argparse.Namespace) -> int:
             from exc
     print(f"serving {args.index} on http://{args.host}:{args.port} (Ctrl-C to stop)")
     serve(args.index, host=args.host, port=args.port, run=args.run,
-          candidates=args.candidates, backend=args.backend)
+          candidates=args.candidates, backend=args.backend, image_root=args.image_root)
     return 0

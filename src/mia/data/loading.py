@@ -25,13 +25,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from mia.data.images import load_image
+from mia.data.images import load_image, normalize, to_pixels
 from mia.data.records import ImageRecord
 from mia.text.phrases import ParsedCaption
 from mia.text.vocab import UNK_ID, Vocabulary
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -107,27 +104,18 @@ class ImageStore:
     def __init__(self, root: Path, size: tuple[int, int], cache: bool = False):
         self.root, self.size, self.cache = Path(root), tuple(size), cache
         self._pixels: dict[str, Tensor] = {}
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def pixels(self, file_path: str) -> Tensor:
         """uint8 [3, H, W]."""
         if file_path in self._pixels:
             return self._pixels[file_path]
-        img = load_image(self.root / file_path)
-        h, w = self.size
-        if img.size != (w, h):
-            img = img.resize((w, h), resample=2)  # bilinear
-        tensor = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        tensor = to_pixels(load_image(self.root / file_path), self.size)
         if self.cache:
             self._pixels[file_path] = tensor
         return tensor
 
     def load(self, file_path: str, flip: bool = False) -> Tensor:
-        x = self.pixels(file_path).float().div_(255)
-        if flip:
-            x = x.flip(-1)
-        return (x - self.mean) / self.std
+        return normalize(self.pixels(file_path), flip)
 
 
 def _item_rng(*key: int) -> random.Random:

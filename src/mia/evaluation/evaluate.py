@@ -17,9 +17,10 @@ from mia.data.records import ImageRecord
 from mia.evaluation.metrics import rank_metrics
 from mia.evaluation.subsets import subset_of
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
-from mia.retrieval.scoring import fused, score_all
+from mia.model.similarity import fuse
+from mia.retrieval.scoring import score_all
 
-GRANULARITY_NAMES = {"sG": "s_g", "sR": "s_r", "sL": "s_l"}
+GRANULARITIES = ("sG", "sR", "sL")
 LAMBDA1_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 LAMBDA2_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5)
 
@@ -48,19 +49,13 @@ class EvalInputs:
 def granularity_scores(img: ImageEmbeddings, txt: TextEmbeddings, memory_mb: float = 1024,
                        dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
     """{"sG", "sR", "sL"} -> [Q, G] similarity matrices."""
-    raw = score_all(img, txt, memory_mb=memory_mb, dtype=dtype)
-    return {name: raw[key] for name, key in GRANULARITY_NAMES.items()}
-
-
-def fusion(scores: dict[str, Tensor], lambda1: float, lambda2: float) -> Tensor:
-    return fused({"s_g": scores["sG"], "s_r": scores["sR"], "s_l": scores["sL"]},
-                 lambda1, lambda2)
+    return score_all(img, txt, keys=GRANULARITIES, memory_mb=memory_mb, dtype=dtype)
 
 
 def evaluate_scores(scores: dict[str, Tensor], inputs: EvalInputs, lambda1: float,
                     lambda2: float) -> dict[str, dict]:
     """Metrics of sG, sR, sL and sF = sG + lambda1 sR + lambda2 sL."""
-    all_scores = {**scores, "sF": fusion(scores, lambda1, lambda2)}
+    all_scores = {**scores, "sF": fuse(scores, lambda1, lambda2)}
     return {name: rank_metrics(s, inputs.query_pids, inputs.gallery_pids)
             for name, s in all_scores.items()}
 
@@ -69,7 +64,7 @@ def lambda_sweeps(scores: dict[str, Tensor], inputs: EvalInputs,
                   lambda1_grid=LAMBDA1_GRID, lambda2_grid=LAMBDA2_GRID) -> dict[str, list]:
     """Table XI (lambda1 with lambda2 = 0) and Table XII (lambda2 with lambda1 = 0)."""
     def run(l1, l2):
-        return rank_metrics(fusion(scores, l1, l2), inputs.query_pids, inputs.gallery_pids)
+        return rank_metrics(fuse(scores, l1, l2), inputs.query_pids, inputs.gallery_pids)
 
     return {"lambda1": [{"lambda1": l, **run(l, 0.0)} for l in lambda1_grid],
             "lambda2": [{"lambda2": l, **run(0.0, l)} for l in lambda2_grid]}
@@ -80,7 +75,7 @@ def per_subset(scores: dict[str, Tensor], inputs: EvalInputs, lambda1: float,
     """Metrics for the queries of each sub-dataset, ranked against the whole gallery."""
     names = sorted({s for s in inputs.query_subsets if s})
     out = {}
-    all_scores = {**scores, "sF": fusion(scores, lambda1, lambda2)}
+    all_scores = {**scores, "sF": fuse(scores, lambda1, lambda2)}
     for name in names:
         rows = torch.tensor([s == name for s in inputs.query_subsets])
         out[name] = {g: rank_metrics(s[rows], inputs.query_pids[rows], inputs.gallery_pids)

@@ -16,26 +16,39 @@ from torch import Tensor
 
 @dataclass
 class _Batchable:
+    """Tensors batched on dim 0, and ``source``: which model made them (set by the Python
+    API, so embeddings of another model are refused)."""
+
+    @classmethod
+    def tensor_fields(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "source"]
+
     def __len__(self) -> int:
-        return getattr(self, fields(self)[0].name).shape[0]
+        return getattr(self, self.tensor_fields()[0]).shape[0]
+
+    def _map(self, fn) -> _Batchable:
+        return type(self)(**{k: fn(getattr(self, k)) for k in self.tensor_fields()},
+                          source=self.source)
 
     def select(self, index: slice | Tensor) -> _Batchable:
         """Rows ``index`` of every tensor (a chunk of a gallery or of the queries)."""
-        return type(self)(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return self._map(lambda t: t[index])
 
     def to(self, *args, **kwargs) -> _Batchable:
-        return type(self)(**{f.name: _to(getattr(self, f.name), *args, **kwargs)
-                             for f in fields(self)})
+        return self._map(lambda t: _to(t, *args, **kwargs))
 
     def detach(self) -> _Batchable:
-        return type(self)(**{f.name: getattr(self, f.name).detach() for f in fields(self)})
+        return self._map(lambda t: t.detach())
 
     def state(self) -> dict[str, Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The tensors by field name (``type(emb)(**state)`` rebuilds the embeddings)."""
+        return {k: getattr(self, k) for k in self.tensor_fields()}
 
     @classmethod
     def cat(cls, items: list) -> _Batchable:
-        return cls(**{f.name: _cat([getattr(i, f.name) for i in items]) for f in fields(cls)})
+        sources = {i.source for i in items}
+        return cls(**{k: _cat([getattr(i, k) for i in items]) for k in cls.tensor_fields()},
+                   source=sources.pop() if len(sources) == 1 else None)
 
 
 def _to(t: Tensor, *args, **kwargs) -> Tensor:
@@ -59,6 +72,7 @@ class ImageEmbeddings(_Batchable):
     parts: Tensor  # P_1..P_n: stripe features [G, n, D]
     rga_keys: Tensor  # s_RGA unit(MLP_V_RGA(P_i)) [G, n, D] (Eq. 6)
     bfm_keys: Tensor  # sqrt(s_BFM) unit(MLP_V_BFM(P_k)) [G, n, D] (Eq. 13, 16)
+    source: str | None = None
 
 
 @dataclass
@@ -70,3 +84,4 @@ class TextEmbeddings(_Batchable):
     phrase_mask: Tensor  # True for real phrases [Q, m]
     rga_keys: Tensor  # s_RGA unit(MLP_T_RGA(N_j)) [Q, m, D] (Eq. 9)
     bfm_keys: Tensor  # sqrt(s_BFM) unit(MLP_T_BFM(N_j)) [Q, m, D] (Eq. 13, 16)
+    source: str | None = None

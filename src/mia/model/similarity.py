@@ -115,29 +115,29 @@ def similarities(img: ImageEmbeddings, txt: TextEmbeddings,
                  granularities: tuple[str, ...] = GRANULARITIES) -> dict[str, Tensor]:
     """The requested similarity matrices ``[Q, G]``, keyed by the paper's names.
 
-    ``g`` -> s_g; ``r`` -> s_i, s_t, s_r = (s_i + s_t) / 2; ``l`` -> s_p, s_n, s_l.
+    ``g`` -> sG; ``r`` -> sI, sT, sR = (sI + sT) / 2; ``l`` -> sP, sN, sL.
     """
     out: dict[str, Tensor] = {}
     if "g" in granularities:
-        out["s_g"] = s_g(img, txt)
+        out["sG"] = s_g(img, txt)
     if "r" in granularities:
-        out["s_i"] = rga_image_to_text(img, txt)
-        out["s_t"] = rga_text_to_image(img, txt)
-        out["s_r"] = (out["s_i"] + out["s_t"]) / 2
+        out["sI"] = rga_image_to_text(img, txt)
+        out["sT"] = rga_text_to_image(img, txt)
+        out["sR"] = (out["sI"] + out["sT"]) / 2
     if "l" in granularities:
-        out["s_p"], out["s_n"] = bfm(img, txt)
-        out["s_l"] = (out["s_p"] + out["s_n"]) / 2
+        out["sP"], out["sN"] = bfm(img, txt)
+        out["sL"] = (out["sP"] + out["sN"]) / 2
     return out
 
 
-def fuse(s_g: Tensor, s_r: Tensor | None, s_l: Tensor | None, lambda1: float,
-         lambda2: float) -> Tensor:
-    """Eq. 18: sF = sG + lambda1 sR + lambda2 sL (a missing term counts as 0)."""
-    s_f = s_g.clone()
-    if lambda1 and s_r is not None:
-        s_f += lambda1 * s_r
-    if lambda2 and s_l is not None:
-        s_f += lambda2 * s_l
+def fuse(scores: dict[str, Tensor], lambda1: float, lambda2: float) -> Tensor:
+    """Eq. 18: sF = sG + lambda1 sR + lambda2 sL from ``{"sG", "sR", "sL"}`` (a missing
+    term counts as 0). The one fusion of the code: training, evaluation, search, figures."""
+    s_f = scores["sG"].clone()
+    if lambda1 and scores.get("sR") is not None:
+        s_f += lambda1 * scores["sR"]
+    if lambda2 and scores.get("sL") is not None:
+        s_f += lambda2 * scores["sL"]
     return s_f
 
 

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from mia.model.embeddings import ImageEmbeddings
-from mia.utils.errors import MiaError
+from mia.utils.errors import DatasetError, MiaError
 from mia.utils.io import atomic_open, atomic_write_json, sha256_file
 
 FORMAT = "mia-index-v2"  # v2: MLP outputs stored as scaled unit attention keys
@@ -55,26 +55,31 @@ class GalleryIndex:
         return len(self.images)
 
     @classmethod
-    def open(cls, path: str | Path, mmap: bool = True) -> GalleryIndex:
+    def open(cls, path: str | Path, mmap: bool = True,
+             image_root: str | Path | None = None) -> GalleryIndex:
+        """Open a built index. ``image_root`` overrides where the gallery's photos are (a
+        moved photo folder); by default the folder recorded at build time, else the same
+        place relative to the index (index and photos moved together)."""
         path = Path(path)
         if not (path / "manifest.json").is_file():
             partial = path.with_name(path.name + ".partial")
             hint = (f" (an unfinished build is in {partial}; run the build again to resume)"
                     if partial.exists() else "")
             raise IndexFileError(f"{path}: not a gallery index (no manifest.json){hint}")
+        manifest = _read_json(path / "manifest.json", MANIFEST_KEYS)
+        if manifest["format"] != FORMAT or not manifest["complete"]:
+            raise IndexFileError(f"{path}: not a complete {FORMAT} index (format "
+                                 f"{manifest['format']!r}; rebuild it with mia index build)")
+        listing = _read_json(path / "images.json", ("images", "person_ids"))
         try:
-            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-            listing = json.loads((path / "images.json").read_text(encoding="utf-8"))
             arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None,
                                     allow_pickle=False) for name in ARRAYS}
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexFileError(f"{path}: unreadable or corrupt index ({exc})") from exc
-        if manifest.get("format") != FORMAT or not manifest.get("complete"):
-            raise IndexFileError(f"{path}: not a complete {FORMAT} index")
+        except (OSError, ValueError) as exc:
+            raise IndexFileError(f"{path}: unreadable or corrupt index array ({exc})") from exc
         G = manifest["count"]
         if any(a.shape[0] != G for a in arrays.values()) or len(listing["images"]) != G:
             raise IndexFileError(f"{path}: array sizes disagree with the manifest ({G} images)")
-        return cls(path, manifest, Path(manifest["image_root"]), listing["images"],
+        return cls(path, manifest, _image_root(path, manifest, image_root), listing["images"],
                    listing["person_ids"], arrays)
 
     def embeddings(self, index=None, dtype=torch.float32) -> ImageEmbeddings:
@@ -87,6 +92,41 @@ class GalleryIndex:
 
     def image_path(self, i: int) -> Path:
         return self.image_root / self.images[i]
+
+
+MANIFEST_KEYS = ("format", "complete", "count", "dim", "parts", "dtype", "image_root", "model")
+
+
+def _read_json(path: Path, keys: tuple[str, ...]) -> dict:
+    """A JSON object with ``keys``; anything else is one clear IndexFileError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IndexFileError(f"{path}: missing (the index is incomplete; rebuild it)") from exc
+    except (OSError, ValueError) as exc:
+        raise IndexFileError(f"{path}: unreadable or corrupt ({exc})") from exc
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise IndexFileError(f"{path}: corrupt index file, missing field(s) "
+                             f"{', '.join(missing)}")
+    return data
+
+
+def _image_root(path: Path, manifest: dict, override: str | Path | None) -> Path:
+    """Where the photos are: the override, the recorded folder, or the same place relative
+    to the index (the folder moved along with it)."""
+    if override is not None:
+        root = Path(override)
+        if not root.is_dir():
+            raise IndexFileError(f"{root}: image folder not found")
+        return root
+    recorded = Path(manifest["image_root"])
+    relative = manifest.get("image_root_relative")
+    if not recorded.is_dir() and relative is not None:
+        moved = (path.resolve().parent / relative).resolve()
+        if moved.is_dir():
+            return moved
+    return recorded
 
 
 def model_fingerprint(trained) -> dict:
@@ -132,40 +172,61 @@ def list_images(folder: str | Path) -> list[str]:
     return files
 
 
-def build_index(out: str | Path, trained, store, images: list[str], person_ids: list,
+def build_index(out: str | Path, retriever, images: list[str], person_ids: list,
                 image_root: Path, *, source: dict, batch_size: int = 128,
-                shard_size: int = 1024, dtype: str = "float16", device="cpu",
-                progress: bool = True, overwrite: bool = False) -> GalleryIndex:
-    """Encode ``images`` with ``trained`` and write an index at ``out`` (resumable)."""
-    from mia.evaluation.encode import encode_gallery
-
+                shard_size: int = 1024, dtype: str = "float16", progress: bool = True,
+                overwrite: bool = False, skip_bad: bool = False) -> GalleryIndex:
+    """Encode ``images`` (paths relative to ``image_root``) with a :class:`mia.api.Retriever`
+    and write an index at ``out`` (resumable). With ``skip_bad``, unreadable images are
+    left out and listed in the manifest (``skipped``); otherwise the first one is an error
+    naming it."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise MiaError(f"{out} already exists; use --overwrite to replace it")
     work = out.with_name(out.name + ".partial")
-    fingerprint = model_fingerprint(trained)
-    plan = {"images": images, "model": fingerprint, "dtype": dtype, "shard_size": shard_size}
+    fingerprint = model_fingerprint(retriever.trained)
+    plan = {"images": images, "model": fingerprint, "dtype": dtype, "shard_size": shard_size,
+            "skip_bad": skip_bad}
     _start_or_resume(work, plan)
-    records = [_Record(p) for p in images]
     shards = range(0, len(images), shard_size)
     bar = tqdm(total=len(images), desc="indexing", unit="img", disable=not progress)
     for start in shards:
         shard = work / f"shard-{start // shard_size:06d}.npz"
-        chunk = records[start:start + shard_size]
         if not shard.is_file():
-            emb = encode_gallery(trained.model, chunk, store, batch_size, device)
-            with atomic_open(shard, "wb") as handle:
-                np.savez(handle, **{name: getattr(emb, field).numpy().astype(dtype)
-                                    for name, field in FIELDS.items()})
-        bar.update(len(chunk))
+            _write_shard(shard, retriever, images, start, shard_size, Path(image_root),
+                         batch_size, dtype, skip_bad)
+        bar.update(min(shard_size, len(images) - start))
     bar.close()
-    _finish(work, out, plan, person_ids, image_root, source, fingerprint, trained, len(shards))
+    _finish(work, out, plan, person_ids, image_root, source, fingerprint, retriever.trained,
+            len(shards))
     return GalleryIndex.open(out)
 
 
-@dataclass(frozen=True)
-class _Record:  # what encode_gallery needs of a record
-    file_path: str
+def _write_shard(shard: Path, retriever, images: list[str], start: int, size: int, root: Path,
+                 batch_size: int, dtype: str, skip_bad: bool) -> None:
+    """Encode images ``start .. start + size - 1`` into one shard file (with the positions
+    kept and the reasons of the ones skipped)."""
+    kept, pixels, skipped = [], [], []
+    for i in range(start, min(start + size, len(images))):
+        try:
+            pixels.append(retriever.preprocess(root / images[i]))
+            kept.append(i)
+        except DatasetError as exc:
+            if not skip_bad:
+                raise DatasetError(f"{exc} (use --skip-bad to leave such images out)") from exc
+            skipped.append(f"{images[i]}: {exc}")
+    arrays = {name: [] for name in ARRAYS}
+    for b in range(0, len(pixels), batch_size):
+        emb = retriever.encode_pixels(torch.stack(pixels[b:b + batch_size]))
+        for name, field in FIELDS.items():
+            arrays[name].append(getattr(emb, field).numpy().astype(dtype))
+    d, n = retriever.config.model.embed_dim, retriever.config.model.num_parts
+    empty = {"global": (0, d), "parts": (0, n, d), "rga_keys": (0, n, d), "bfm_keys": (0, n, d)}
+    with atomic_open(shard, "wb") as handle:
+        np.savez(handle, kept=np.array(kept, dtype=np.int64),
+                 skipped=np.array(skipped, dtype=str),
+                 **{name: np.concatenate(parts) if parts else np.zeros(empty[name], dtype)
+                    for name, parts in arrays.items()})
 
 
 def _start_or_resume(work: Path, plan: dict) -> None:
@@ -181,17 +242,25 @@ def _start_or_resume(work: Path, plan: dict) -> None:
 def _finish(work: Path, out: Path, plan: dict, person_ids: list, image_root: Path,
             source: dict, fingerprint: dict, trained, n_shards: int) -> None:
     shards = [np.load(work / f"shard-{i:06d}.npz", allow_pickle=False) for i in range(n_shards)]
+    kept = np.concatenate([s["kept"] for s in shards]).tolist()
+    skipped = [str(x) for s in shards for x in s["skipped"]]
+    if not kept:
+        raise DatasetError(f"no readable image to index ({len(skipped)} skipped; first: "
+                           f"{skipped[0] if skipped else '-'})")
     for name in ARRAYS:
         with atomic_open(work / f"{name}.npy", "wb") as handle:
             np.save(handle, np.concatenate([s[name] for s in shards]), allow_pickle=False)
-    atomic_write_json(work / "images.json", {"images": plan["images"],
-                                             "person_ids": person_ids}, indent=None)
+    atomic_write_json(work / "images.json", {"images": [plan["images"][i] for i in kept],
+                                             "person_ids": [person_ids[i] for i in kept]},
+                      indent=None)
     first = shards[0]
+    root = Path(image_root).resolve()
     atomic_write_json(work / "manifest.json", {
-        "format": FORMAT, "complete": True, "count": len(plan["images"]),
+        "format": FORMAT, "complete": True, "count": len(kept),
         "dim": int(first["global"].shape[1]), "parts": int(first["parts"].shape[1]),
-        "dtype": plan["dtype"], "image_root": str(Path(image_root).resolve()),
-        "source": source, "model": {**fingerprint, "run": str(Path(trained.run).resolve()),
+        "dtype": plan["dtype"], "image_root": str(root),
+        "image_root_relative": os.path.relpath(root, out.resolve().parent),
+        "skipped": skipped, "source": source, "model": {**fingerprint, "run": str(Path(trained.run).resolve()),
                                     "checkpoint": str(Path(trained.checkpoint).resolve()),
                                     "lambda1": trained.config.eval.lambda1,
                                     "lambda2": trained.config.eval.lambda2}})

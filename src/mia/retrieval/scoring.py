@@ -29,13 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
-from mia.model.similarity import fuse
 
 EPS = 1e-8
 TINY = 1e-30  # exp(-2 s)^2 for the largest attention scale s = 10 is 4e-18
 BLOCK_ELEMENTS = 1 << 21  # ~8 MB of float32 per [q, m, g, n] block: stays in L2/L3 cache
-ALL_KEYS = ("s_g", "s_i", "s_t", "s_r", "s_p", "s_n", "s_l")
-DEFAULT_KEYS = ("s_g", "s_r", "s_l")
+ALL_KEYS = ("sG", "sI", "sT", "sR", "sP", "sN", "sL")
+DEFAULT_KEYS = ("sG", "sR", "sL")
 
 
 @dataclass
@@ -194,10 +193,10 @@ def _blocks(total: int, size: int):
 
 
 class _Outputs:
-    """The requested matrices; a component (s_i, s_t, s_p, s_n) is written where it is
-    wanted and accumulated with weight 1/2 into s_r / s_l, so nothing else is stored."""
+    """The requested matrices; a component (sI, sT, sP, sN) is written where it is
+    wanted and accumulated with weight 1/2 into sR / sL, so nothing else is stored."""
 
-    PARENT = {"s_i": "s_r", "s_t": "s_r", "s_p": "s_l", "s_n": "s_l"}
+    PARENT = {"sI": "sR", "sT": "sR", "sP": "sL", "sN": "sL"}
 
     def __init__(self, keys: tuple[str, ...], Q: int, G: int, device):
         self.mats = {k: torch.zeros(Q, G, device=device) for k in keys}
@@ -218,7 +217,7 @@ def score_all(img: ImageEmbeddings, txt: TextEmbeddings, keys: tuple[str, ...] =
               memory_mb: float = 1024, dtype: torch.dtype = torch.float32,
               block_elements: int = BLOCK_ELEMENTS) -> dict[str, Tensor]:
     """Similarity matrices ``[Q, G]`` (float32, on the embeddings' device) for ``keys``
-    among s_g, s_i, s_t, s_r, s_p, s_n, s_l.
+    among sG, sI, sT, sR, sP, sN, sL.
 
     ``memory_mb`` bounds the working memory beyond inputs, outputs and the normalised
     copies of the features; ``dtype`` is the matrix-product precision (float32 or
@@ -239,16 +238,16 @@ def score_prepared(gal: Gallery, txt: TextEmbeddings, keys: tuple[str, ...] = DE
     Q, G = len(txt), len(gal)
     out = _Outputs(keys, Q, G, gal.i_hat.device)
     t_hat = F.normalize(txt.global_.float(), dim=-1, eps=EPS)
-    if "s_g" in keys:
-        out.mats["s_g"] = t_hat @ gal.i_hat.T
+    if "sG" in keys:
+        out.mats["sG"] = t_hat @ gal.i_hat.T
     # elements of the largest per-block tensor: caps both the cache footprint and the budget
     budget = int(max(min(block_elements, memory_mb * 2**20 / (6 * 4)), 4096))
-    if out.wants("s_i"):
+    if out.wants("sI"):
         q_size, g_size = _block_shape(budget, 1, 2 * gal.n, Q, G)
         for rows in _blocks(Q, q_size):
             for g in _blocks(G, g_size):
-                out.put("s_i", rows, g, _rga_image_to_text(t_hat[rows], gal, g))
-    if any(out.wants(k) for k in ("s_t", "s_p", "s_n")):
+                out.put("sI", rows, g, _rga_image_to_text(t_hat[rows], gal, g))
+    if any(out.wants(k) for k in ("sT", "sP", "sN")):
         for bucket in bucket_queries(txt, dtype):
             _score_bucket(bucket, gal, out, budget)
     return out.mats
@@ -262,13 +261,10 @@ def _score_bucket(b: QueryBucket, gal: Gallery, out: _Outputs, budget: int) -> N
     for rows in _blocks(len(b.index), q_size):
         idx = b.index[rows]
         for g in _blocks(G, g_size):
-            if out.wants("s_t"):
-                out.put("s_t", idx, g, _rga_text_to_image(b, gal, g, rows))
-            if out.wants("s_p") or out.wants("s_n"):
+            if out.wants("sT"):
+                out.put("sT", idx, g, _rga_text_to_image(b, gal, g, rows))
+            if out.wants("sP") or out.wants("sN"):
                 s_p, s_n = _bfm(b, gal, g, rows)
-                out.put("s_p", idx, g, s_p)
-                out.put("s_n", idx, g, s_n)
+                out.put("sP", idx, g, s_p)
+                out.put("sN", idx, g, s_n)
 
-
-def fused(scores: dict[str, Tensor], lambda1: float, lambda2: float) -> Tensor:
-    return fuse(scores["s_g"], scores.get("s_r"), scores.get("s_l"), lambda1, lambda2)

@@ -13,33 +13,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mia.data.loading import CaptionCorpus, collate_captions
 from mia.model.embeddings import TextEmbeddings
-from mia.model.similarity import paired_attention
+from mia.model.similarity import fuse, paired_attention
 from mia.retrieval.candidates import CandidateIndex
 from mia.retrieval.index import GalleryIndex, check_fingerprint, model_fingerprint
-from mia.retrieval.scoring import Gallery, fused, score_all, score_prepared
-from mia.text.phrases import parse_caption
-from mia.utils.errors import MiaError
+from mia.retrieval.scoring import Gallery, score_all, score_prepared
+from mia.text.queries import QueryError, read_query
 
-MAX_QUERY_WORDS = 120  # CUHK-PEDES captions have at most ~96 words
 EXHAUSTIVE_MB = 1024  # galleries whose prepared tensors fit this are scored exhaustively
 DEFAULT_CANDIDATES = 500
 
 
-class QueryError(MiaError):
-    """A query that cannot be searched (empty, or no readable words)."""
+def index_retriever(index: GalleryIndex, run=None, device: str = "auto"):
+    """The :class:`mia.api.Retriever` of the run that built ``index`` (or of ``run``)."""
+    from mia.api import load
+
+    model = index.manifest["model"]
+    return load(run or model["run"], device, None if run else model["checkpoint"])
 
 
 class Searcher:
-    def __init__(self, index: GalleryIndex, trained, *, lambda1: float | None = None,
+    """Answers descriptions over a gallery index with a :class:`mia.api.Retriever`."""
+
+    def __init__(self, index: GalleryIndex, retriever, *, lambda1: float | None = None,
                  lambda2: float | None = None, candidates: int | None = None,
                  backend: str = "torch", check: bool = True):
         if check:
-            check_fingerprint(index, model_fingerprint(trained))
-        self.index, self.trained = index, trained
-        self.lambda1 = trained.config.eval.lambda1 if lambda1 is None else lambda1
-        self.lambda2 = trained.config.eval.lambda2 if lambda2 is None else lambda2
+            check_fingerprint(index, model_fingerprint(retriever.trained))
+        self.index, self.retriever = index, retriever
+        self.lambda1 = retriever.lambdas[0] if lambda1 is None else lambda1
+        self.lambda2 = retriever.lambdas[1] if lambda2 is None else lambda2
         self.candidates = candidates
         self.backend = backend
         self._stage1: CandidateIndex | None = None
@@ -56,33 +59,10 @@ class Searcher:
 
     def encode(self, text: str) -> tuple[TextEmbeddings, list[list[str]], list[str]]:
         """(embedding, phrases, warnings) of a query; unusable queries raise QueryError."""
-        if not text or not text.strip():
-            raise QueryError("the query is empty; describe the person, e.g. 'a woman in a "
-                             "red t-shirt and black trousers'")
-        warnings = []
-        parsed = parse_caption(text, self.trained.config.data.phrase_mode)
-        if not parsed.tokens:
-            raise QueryError("the query has no words the model can read (it reads English "
-                             "words in Latin letters)")
-        if len(parsed.tokens) > MAX_QUERY_WORDS:
-            warnings.append(f"the query has {len(parsed.tokens)} words; only the first "
-                            f"{MAX_QUERY_WORDS} are used")
-            spans = [(a, min(b, MAX_QUERY_WORDS)) for a, b in parsed.spans
-                     if a < MAX_QUERY_WORDS]
-            parsed = parsed._replace(tokens=parsed.tokens[:MAX_QUERY_WORDS], spans=spans)
-        vocab = self.trained.vocab
-        unknown = [t for t in parsed.tokens if t not in vocab.index]
-        if len(unknown) == len(parsed.tokens):
-            warnings.append("none of the query's words is in the model's vocabulary; the "
-                            "results are not meaningful")
-        elif unknown:
-            warnings.append(f"unknown words ignored by the model: {' '.join(unknown[:10])}")
-        corpus = CaptionCorpus({text: parsed}, vocab,
-                               wordpieces=self.trained.config.model.wordpieces)
-        batch = collate_captions([corpus.encode(text)])
-        with torch.no_grad():
-            emb = self.trained.model.encode_texts(**batch)
-        return emb, parsed.phrases, warnings
+        config = self.retriever.config
+        parsed, warnings = read_query(text, config.data.phrase_mode, self.retriever.trained.vocab,
+                                      config.model.wordpieces)
+        return self.retriever.encode_parsed([parsed]), parsed.phrases, warnings
 
     def _candidate_ids(self, txt: TextEmbeddings, count: int | None) -> torch.Tensor | None:
         """Stage-1 candidates, or None to score every image exactly."""
@@ -97,7 +77,7 @@ class Searcher:
     def scores(self, txt: TextEmbeddings, ids: torch.Tensor | None,
                chunk: int = 8192) -> dict[str, torch.Tensor]:
         """sG, sR, sL, sF [1, C] for candidate ``ids`` (all images when None)."""
-        keys = ("s_g", "s_r", "s_l")
+        keys = ("sG", "sR", "sL")
         if ids is not None:
             out = score_all(self.index.embeddings(ids.numpy()), txt, keys=keys)
         elif len(self.index) <= self.exhaustive_up_to:
@@ -108,7 +88,7 @@ class Searcher:
             parts = [score_all(self.index.embeddings(np.arange(s, min(s + chunk, len(self.index)))),
                                txt, keys=keys) for s in range(0, len(self.index), chunk)]
             out = {k: torch.cat([p[k] for p in parts], dim=1) for k in keys}
-        out["s_f"] = fused(out, self.lambda1, self.lambda2)
+        out["sF"] = fuse(out, self.lambda1, self.lambda2)
         return out
 
     def search(self, text: str, top_k: int = 10, candidates: int | None = None) -> dict:
@@ -156,8 +136,8 @@ class Searcher:
     def _rank(self, txt: TextEmbeddings, phrases: list[str], scores: dict,
               ids: torch.Tensor | None, top_k: int) -> dict:
         """Top results of one query's score row [1, C], with their explanations."""
-        k = min(top_k, scores["s_f"].shape[1])
-        best = torch.topk(scores["s_f"][0], k).indices
+        k = min(top_k, scores["sF"].shape[1])
+        best = torch.topk(scores["sF"][0], k).indices
         gallery_ids = best if ids is None else ids[best]
         img = self.index.embeddings(gallery_ids.numpy())
         m = int(txt.phrase_mask[0].sum())  # drop padding a batch may have added
@@ -171,10 +151,10 @@ class Searcher:
             results.append({
                 "rank": rank, "image": str(self.index.images[gid]), "index": gid,
                 "person_id": self.index.person_ids[gid],
-                "score": round(float(scores["s_f"][0, col]), 6),
-                "sG": round(float(scores["s_g"][0, col]), 6),
-                "sR": round(float(scores["s_r"][0, col]), 6),
-                "sL": round(float(scores["s_l"][0, col]), 6),
+                "score": round(float(scores["sF"][0, col]), 6),
+                "sG": round(float(scores["sG"][0, col]), 6),
+                "sR": round(float(scores["sR"][0, col]), 6),
+                "sL": round(float(scores["sL"][0, col]), 6),
                 "stripes": [round(float(v), 4) for v in att["v"][rank - 1]],
                 "phrase_to_stripe": dict(zip(phrases, stripe_of_phrase[rank - 1])),
             })

@@ -27,8 +27,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from mia.retrieval.index import GalleryIndex
-from mia.retrieval.search import QueryError, Searcher
-from mia.training.run import load_trained
+from mia.retrieval.search import QueryError, Searcher, index_retriever
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +78,11 @@ class SearchRequest(BaseModel):
 
 
 def create_app(index_path: str | Path, run: str | Path | None = None,
-               candidates: int | None = None, backend: str = "torch") -> FastAPI:
-    index = GalleryIndex.open(index_path)
-    model = index.manifest["model"]
-    trained = load_trained(run or model["run"], None if run else model["checkpoint"])
-    searcher = Searcher(index, trained, candidates=candidates, backend=backend)
+               candidates: int | None = None, backend: str = "torch",
+               image_root: str | Path | None = None) -> FastAPI:
+    index = GalleryIndex.open(index_path, image_root=image_root)
+    searcher = Searcher(index, index_retriever(index, run), candidates=candidates,
+                        backend=backend)
     root = index.image_root.resolve()
     by_path = {p: i for i, p in enumerate(index.images)}
     batcher = Batcher(searcher)

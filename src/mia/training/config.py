@@ -1,4 +1,5 @@
-"""Run configuration: YAML files under ``configs/``, validated into dataclasses.
+"""Run configuration: YAML files (the package's ``mia/configs/`` or any path), validated
+into dataclasses.
 
 A config may name a ``base`` config (a path relative to it, or a name in ``configs/``)
 whose values it overrides; ``--set key=value`` overrides any key afterwards, including
@@ -15,6 +16,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ from mia.text.phrases import PHRASE_MODES
 from mia.training.objectives import MATCHING_LOSSES, NEGATIVES
 from mia.utils.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+# shipped inside the package (configs/ at the top of the checkout links here)
+CONFIG_DIR = Path(str(resources.files("mia") / "configs"))
 LOSS_NAMES = ("id", "gc", "rga_it", "rga_ti", "bfm_pn", "bfm_np")
 
 

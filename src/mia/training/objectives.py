@@ -20,8 +20,8 @@ from mia.model.mia import MIA
 from mia.model.similarity import similarities
 
 # matching loss name -> (granularity computed by similarities(), similarity it uses)
-MATCHING = {"gc": ("g", "s_g"), "rga_it": ("r", "s_i"), "rga_ti": ("r", "s_t"),
-            "bfm_pn": ("l", "s_p"), "bfm_np": ("l", "s_n")}
+MATCHING = {"gc": ("g", "sG"), "rga_it": ("r", "sI"), "rga_ti": ("r", "sT"),
+            "bfm_pn": ("l", "sP"), "bfm_np": ("l", "sN")}
 MATCHING_LOSSES = ("sum_hinge", "max_hinge", "contrastive")
 NEGATIVES = ("image", "identity")
 

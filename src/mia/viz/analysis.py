@@ -10,9 +10,9 @@ import torch
 
 from mia.data.pipeline import RunData, load_run_data
 from mia.evaluation.encode import encode_split
-from mia.evaluation.evaluate import EvalInputs, fusion, granularity_scores
+from mia.evaluation.evaluate import EvalInputs, granularity_scores
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
-from mia.model.similarity import paired_attention
+from mia.model.similarity import fuse, paired_attention
 from mia.training.run import TrainedModel, load_trained
 
 # rankings shown side by side in Fig. 8 (granularities of one MIA model)
@@ -44,8 +44,8 @@ class Analysis:
 
     def ranking_scores(self, name: str) -> torch.Tensor:
         l1, l2 = self.lambdas
-        return {"GC": self.scores["sG"], "GC+RGA": fusion(self.scores, l1, 0.0),
-                "MIA": fusion(self.scores, l1, l2)}[name]
+        return {"GC": self.scores["sG"], "GC+RGA": fuse(self.scores, l1, 0.0),
+                "MIA": fuse(self.scores, l1, l2)}[name]
 
     def top(self, query: int, k: int = 10, ranking: str = "MIA") -> list[int]:
         return torch.topk(self.ranking_scores(ranking)[query], k).indices.tolist()
