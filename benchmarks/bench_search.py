@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import timeit  # noqa: E402
@@ -51,7 +52,8 @@ def make_gallery(G: int, D: int, n: int = 6, seed: int = 0, chunk: int = 50000):
         arrays["global"][s:e] = g.half().numpy()
         arrays["parts"][s:e] = (g[:, None] + torch.randn(e - s, n, D, generator=gen)).half()
         for name in ("rga_keys", "bfm_keys"):
-            arrays[name][s:e] = torch.randn(e - s, n, D, generator=gen).half().numpy()
+            keys = F.normalize(torch.randn(e - s, n, D, generator=gen), dim=-1)  # scale-1 keys
+            arrays[name][s:e] = keys.half().numpy()
     return arrays, proto, pids
 
 
@@ -62,8 +64,8 @@ def make_queries(proto: torch.Tensor, count: int, m: int = 6, seed: int = 1):
     T = proto[who] + 0.8 * torch.randn(count, D, generator=gen)
     N = T[:, None] + torch.randn(count, m, D, generator=gen)
     return TextEmbeddings(T, N, torch.ones(count, m, dtype=torch.bool),
-                          torch.randn(count, m, D, generator=gen),
-                          torch.randn(count, m, D, generator=gen))
+                          F.normalize(torch.randn(count, m, D, generator=gen), dim=-1),
+                          F.normalize(torch.randn(count, m, D, generator=gen), dim=-1))
 
 
 def exhaustive_top10(index: GalleryIndex, txt: TextEmbeddings, chunk: int = 8192):

@@ -49,7 +49,10 @@ def make_index(root: Path, images: int) -> Path:
     shapes = {"global": (images, D), "parts": (images, n, D), "rga_keys": (images, n, D),
               "bfm_keys": (images, n, D)}
     for name in ARRAYS:
-        np.save(index / f"{name}.npy", rng.standard_normal(shapes[name]).astype(np.float16))
+        values = rng.standard_normal(shapes[name])
+        if name.endswith("_keys"):  # attention keys are unit vectors (scale 1)
+            values /= np.linalg.norm(values, axis=-1, keepdims=True)
+        np.save(index / f"{name}.npy", values.astype(np.float16))
     atomic_write_json(index / "images.json", {"images": [f"{i}.jpg" for i in range(images)],
                                               "person_ids": [i // 3 for i in range(images)]})
     atomic_write_json(index / "manifest.json", {

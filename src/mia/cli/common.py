@@ -16,6 +16,30 @@ def print_json(obj: Any) -> None:
 FORMAT_CHOICES = ("cuhk-pedes", "icfg-pedes", "rstpreid")
 
 
+def _number(kind: type, low: float, high: float | None = None):
+    """An argparse type: a ``kind`` number in [low, high]; anything else is a usage error
+    naming the range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or value < low or (high is not None and value > high):
+            bound = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 1)
+nonneg_int = _number(int, 0)
+nonneg_float = _number(float, 0.0)
+positive_float = _number(float, 1e-9)
+port_number = _number(int, 1, 65535)
+
+
 def add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--data", required=required, metavar="DIR",
                         help="dataset directory (CUHK-PEDES, ICFG-PEDES or RSTPReid layout)")

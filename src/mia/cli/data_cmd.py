@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import FORMAT_CHOICES, HelpFormatter, print_json
+from mia.cli.common import FORMAT_CHOICES, HelpFormatter, nonneg_int, positive_int, print_json
 from mia.utils.errors import DatasetError
 
 CHECK_HELP = """Validate a dataset and print per split: images, ids, captions, vocabulary
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--no-decode", action="store_true", help="do not decode every image")
     check.add_argument("--mode", default="noun_phrases", choices=("noun_phrases", "words"),
                        help="phrase extraction mode")
-    check.add_argument("--workers", type=int, default=2, help="processes for phrase extraction")
+    check.add_argument("--workers", type=positive_int, default=2, help="processes for phrase extraction")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=run_check)
 
@@ -50,13 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "described by incomplete, varied captions. Deterministic for a seed.",
         formatter_class=HelpFormatter)
     synth.add_argument("--out", required=True, metavar="DIR", help="output dataset directory")
-    synth.add_argument("--ids", type=int, default=500, help="number of identities")
-    synth.add_argument("--seed", type=int, default=0, help="random seed")
-    synth.add_argument("--height", type=int, default=384, help="image height")
-    synth.add_argument("--width", type=int, default=128, help="image width")
-    synth.add_argument("--images-per-id", type=int, nargs=2, default=(2, 5),
+    synth.add_argument("--ids", type=positive_int, default=500, help="number of identities")
+    synth.add_argument("--seed", type=nonneg_int, default=0, help="random seed")
+    synth.add_argument("--height", type=positive_int, default=384, help="image height")
+    synth.add_argument("--width", type=positive_int, default=128, help="image width")
+    synth.add_argument("--images-per-id", type=positive_int, nargs=2, default=(2, 5),
                        metavar=("MIN", "MAX"), help="images per identity (uniform)")
-    synth.add_argument("--workers", type=int, default=1, help="rendering processes")
+    synth.add_argument("--workers", type=positive_int, default=1, help="rendering processes")
     synth.add_argument("--json", action="store_true", help="print the summary as JSON")
     synth.set_defaults(func=run_synth)
 

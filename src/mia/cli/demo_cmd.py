@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import HelpFormatter, print_json
+from mia.cli.common import HelpFormatter, nonneg_int, positive_int, print_json
 
 DESCRIPTION = """Generate the synthetic pedestrian set (if missing), train the GC baseline
 and MIA with its three training steps on CPU, evaluate both on the test split and print
@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="run the end-to-end demo on synthetic data",
                             description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="directory for data, runs, results")
-    parser.add_argument("--ids", type=int, default=1000, help="synthetic identities")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
+    parser.add_argument("--ids", type=positive_int, default=1000, help="synthetic identities")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the synthetic set")
     parser.add_argument("--fresh", action="store_true", help="delete --out and start over")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

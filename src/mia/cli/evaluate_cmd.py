@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import HelpFormatter, add_data_options, print_json
+from mia.cli.common import HelpFormatter, add_data_options, nonneg_float, positive_float, print_json
 
 DESCRIPTION = """Evaluate a trained run: every caption of the split queries every image
 of the split; a hit at rank K means any image of the query's person is in the top K.
@@ -22,14 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="checkpoint file (default: best.pt, else last.pt)")
     add_data_options(parser)
     parser.add_argument("--split", default="test", help="split to evaluate")
-    parser.add_argument("--lambda1", type=float, help="weight of sR in sF (default: config)")
-    parser.add_argument("--lambda2", type=float, help="weight of sL in sF (default: config)")
+    parser.add_argument("--lambda1", type=nonneg_float, help="weight of sR in sF (default: config)")
+    parser.add_argument("--lambda2", type=nonneg_float, help="weight of sL in sF (default: config)")
     parser.add_argument("--sweep", action="store_true", help="lambda1 and lambda2 sweeps")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--memory-mb", type=float, default=1024,
+    parser.add_argument("--memory-mb", type=positive_float, default=1024,
                         help="memory budget of the all-pairs scoring")
     parser.add_argument("--score-dtype", default="fp32", choices=("fp32", "bf16"),
                         help="precision of the scoring's matrix products")
+    parser.add_argument("--distractors", metavar="SPLIT",
+                        help="add the images of another split (other people) to the gallery: "
+                        "a larger, harder gallery from the same data, e.g. the queries of "
+                        "a small val split against val + train images")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
                           format=args.format, skip_bad=args.skip_bad, sweep=args.sweep,
                           lambda1=args.lambda1, lambda2=args.lambda2, device=args.device,
                           memory_mb=args.memory_mb, score_dtype=args.score_dtype,
+                          distractors=args.distractors,
                           progress=not (args.no_progress or args.json))
     if args.json:
         print_json(result)

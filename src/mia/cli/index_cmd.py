@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import FORMAT_CHOICES, HelpFormatter, print_json
+from mia.cli.common import FORMAT_CHOICES, HelpFormatter, positive_int, print_json
 
 DESCRIPTION = """Encode a gallery with a trained run and store its features (global, parts
 and the visual MLP outputs) as a persistent index for `mia search` and `mia serve`.
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", required=True, metavar="INDEX", help="index directory to write")
     build.add_argument("--dtype", default="float16", choices=("float16", "float32"),
                        help="storage precision of the features")
-    build.add_argument("--batch-size", type=int, default=128)
+    build.add_argument("--batch-size", type=positive_int, default=128)
     build.add_argument("--overwrite", action="store_true", help="replace an existing index")
     build.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     build.add_argument("--no-progress", action="store_true")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mia.cli.common import HelpFormatter, print_json
+from mia.cli.common import HelpFormatter, nonneg_float, nonneg_int, positive_int, print_json
 
 DESCRIPTION = """Search a gallery index with a description. Prints the ranked images with
 the fused score sF and its parts sG, sR, sL, which stripes of each image the sentence
@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("index", metavar="INDEX", help="index directory (mia index build)")
     parser.add_argument("query", metavar="DESCRIPTION", help="the description, quoted")
-    parser.add_argument("--top", type=int, default=10, help="number of results")
-    parser.add_argument("--candidates", type=int,
+    parser.add_argument("--top", type=positive_int, default=10, help="number of results")
+    parser.add_argument("--candidates", type=nonneg_int,
                         help="stage-1 candidates by sG (default: exact when the gallery fits "
                         "1 GB prepared, else 500; 0 = always exact)")
     parser.add_argument("--backend", default="torch", choices=("torch", "faiss-flat",
@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-root", metavar="DIR",
                         help="where the gallery's photos are now (default: the folder recorded "
                         "at build time, or the same place relative to the index)")
-    parser.add_argument("--lambda1", type=float, help="weight of sR (default: the run's)")
-    parser.add_argument("--lambda2", type=float, help="weight of sL (default: the run's)")
+    parser.add_argument("--lambda1", type=nonneg_float, help="weight of sR (default: the run's)")
+    parser.add_argument("--lambda2", type=nonneg_float, help="weight of sL (default: the run's)")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
     parser.set_defaults(func=run)
 

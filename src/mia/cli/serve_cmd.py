@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import HelpFormatter
+from mia.cli.common import HelpFormatter, port_number, positive_int
 
 DESCRIPTION = """Serve a gallery index over HTTP: a search page at / (type a description,
 see the ranked images with their stripes shaded by the sentence's weights; hover a noun
@@ -17,12 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--index", required=True, metavar="INDEX", help="index directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
-    parser.add_argument("--port", type=int, default=8000, help="port")
+    parser.add_argument("--port", type=port_number, default=8000, help="port")
     parser.add_argument("--run", help="run directory (default: the one that built the index)")
     parser.add_argument("--image-root", metavar="DIR",
                         help="where the gallery's photos are now (default: the folder recorded "
                         "at build time, or the same place relative to the index)")
-    parser.add_argument("--candidates", type=int, help="stage-1 candidates (large galleries)")
+    parser.add_argument("--candidates", type=positive_int, help="stage-1 candidates (large galleries)")
     parser.add_argument("--backend", default="torch",
                         choices=("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw"))
     parser.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import HelpFormatter, add_data_options, print_json
+from mia.cli.common import HelpFormatter, add_data_options, positive_int, print_json
 
 DESCRIPTION = """Train MIA (or one of the paper's ablations) with step training.
 
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(sets model.pretrained)")
     parser.add_argument("--word-vectors", metavar="PATH|glove-6b-50d",
                         help="initial word embeddings (sets model.word_vectors)")
-    parser.add_argument("--nproc", type=int, default=1,
+    parser.add_argument("--nproc", type=positive_int, default=1,
                         help="processes (one per GPU); runs itself under torchrun")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")

@@ -29,6 +29,7 @@ from mia.data.images import load_image, normalize, to_pixels
 from mia.data.records import ImageRecord
 from mia.text.phrases import ParsedCaption
 from mia.text.vocab import UNK_ID, Vocabulary
+from mia.utils.errors import DatasetError
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,19 @@ class TrainPairs(Dataset):
         if self.word_dropout:
             caption = replace(caption, tokens=[UNK_ID if rng.random() < self.word_dropout
                                                else t for t in caption.tokens])
-        return {"image": self.store.load(self.records[image_index].file_path, flip),
-                "caption": caption, "label": self.labels[index], "image_index": image_index,
-                "flip": flip}
+        try:
+            image = self.store.load(self.records[image_index].file_path, flip)
+        except DatasetError as exc:  # reported by the main process, in one line
+            return {"error": str(exc)}
+        return {"image": image, "caption": caption, "label": self.labels[index],
+                "image_index": image_index, "flip": flip}
 
 
 def collate_pairs(items: list[dict]) -> dict[str, Tensor]:
+    """A training batch; ``{"error": message}`` when an image could not be read."""
+    errors = [it["error"] for it in items if "error" in it]
+    if errors:
+        return {"error": errors[0]}
     batch = collate_captions([it["caption"] for it in items])
     batch["images"] = torch.stack([it["image"] for it in items])
     batch["labels"] = torch.tensor([it["label"] for it in items])
@@ -176,8 +184,21 @@ class GalleryImages(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> Tensor:
-        return self.store.load(self.records[index].file_path)
+    def __getitem__(self, index: int) -> Tensor | str:
+        """The image, or the error message when it cannot be read (see :func:`stack_images`)."""
+        try:
+            return self.store.load(self.records[index].file_path)
+        except DatasetError as exc:
+            return str(exc)
+
+
+def stack_images(items: list[Tensor | str]) -> Tensor:
+    """Collate gallery images in the main process, raising an unreadable one's error there
+    (a DataLoader worker would wrap it in its traceback)."""
+    for item in items:
+        if isinstance(item, str):
+            raise DatasetError(item)
+    return torch.stack(items)
 
 
 class QueryCaptions(Dataset):

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from mia.data.images import drop_unreadable
 from mia.data.loading import CaptionCorpus, ImageStore
 from mia.data.reader import open_dataset
 from mia.data.records import PedestrianDataset
@@ -35,6 +36,7 @@ def load_run_data(data_cfg, data_dir: str | Path, format: str | None = None,
     ``data_cfg`` is a :class:`mia.training.config.DataConfig`.
     """
     dataset = open_dataset(data_dir, format, skip_bad=skip_bad)
+    drop_unreadable(dataset, skip_bad, progress)
     for warning in dataset.warnings:
         log.warning("%s: %s", dataset.annotation_file, warning)
     for reason, count in dataset.skipped.items():

@@ -14,6 +14,7 @@ from mia.data.loading import (
     ImageStore,
     QueryCaptions,
     collate_captions,
+    stack_images,
 )
 from mia.data.records import ImageRecord
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
@@ -40,7 +41,7 @@ def encode_gallery(model: MIA, records: list[ImageRecord], store: ImageStore,
                    autocast_dtype: torch.dtype | None = None) -> ImageEmbeddings:
     """ImageEmbeddings of ``records`` (float32, on CPU), in record order."""
     loader = DataLoader(GalleryImages(records, store), batch_size=batch_size,
-                        num_workers=workers)
+                        num_workers=workers, collate_fn=stack_images)
     return _encode(model, loader, lambda images: model.encode_images(images.to(device)),
                    ImageEmbeddings.cat, "encoding images", device, progress, autocast_dtype)
 
@@ -58,13 +59,15 @@ def encode_captions(model: MIA, texts: list[str], corpus: CaptionCorpus,
 
 
 def encode_split(trained, data, split: str, device: str | torch.device = "cpu",
-                 progress: bool = False):
+                 progress: bool = False, distractors: str | None = None):
     """(EvalInputs, gallery embeddings, caption embeddings) of one split of ``data``
-    (a :class:`mia.data.pipeline.RunData`) under a trained run, each image encoded once."""
+    (a :class:`mia.data.pipeline.RunData`) under a trained run, each image encoded once;
+    the images of the split ``distractors`` join the gallery when given."""
     from mia.evaluation.evaluate import EvalInputs
 
     cfg = trained.config
-    inputs = EvalInputs.from_records(data.dataset.split(split))
+    extra = data.dataset.split(distractors) if distractors else []
+    inputs = EvalInputs.from_records(data.dataset.split(split), extra)
     img = encode_gallery(trained.model, inputs.gallery, data.store, cfg.eval.batch_size,
                          device, workers=cfg.data.workers, progress=progress)
     txt = encode_captions(trained.model, inputs.query_texts, data.corpus, cfg.eval.batch_size,

@@ -19,6 +19,7 @@ from mia.evaluation.subsets import subset_of
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import fuse
 from mia.retrieval.scoring import score_all
+from mia.utils.errors import MiaError
 
 GRANULARITIES = ("sG", "sR", "sL")
 LAMBDA1_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
@@ -37,12 +38,20 @@ class EvalInputs:
     query_images: list[int] | None = None  # gallery position of the image each caption describes
 
     @classmethod
-    def from_records(cls, records: list[ImageRecord]) -> EvalInputs:
+    def from_records(cls, records: list[ImageRecord],
+                     distractors: list[ImageRecord] = ()) -> EvalInputs:
+        """Queries: the captions of ``records``; gallery: their images, then the images of
+        ``distractors`` (other people, e.g. another split's: a larger, harder gallery)."""
+        shared = {r.person_id for r in records} & {r.person_id for r in distractors}
+        if shared:
+            raise MiaError(f"distractor images show {len(shared)} queried people "
+                             f"(e.g. id {min(shared)}); distractors must be other people")
         texts = [c for r in records for c in r.captions]
         pids = [r.person_id for r in records for _ in r.captions]
         subsets = [subset_of(r.file_path) for r in records for _ in r.captions]
         images = [i for i, r in enumerate(records) for _ in r.captions]
-        return cls(records, texts, torch.tensor(pids), torch.tensor([r.person_id for r in records]),
+        gallery = list(records) + list(distractors)
+        return cls(gallery, texts, torch.tensor(pids), torch.tensor([r.person_id for r in gallery]),
                    subsets, images)
 
 

@@ -24,7 +24,8 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
                  checkpoint: str | Path | None = None, format: str | None = None,
                  skip_bad: bool = False, sweep: bool = False, lambda1: float | None = None,
                  lambda2: float | None = None, device: str = "auto", memory_mb: float = 1024,
-                 score_dtype: str = "fp32", progress: bool = True, save: bool = True) -> dict:
+                 score_dtype: str = "fp32", progress: bool = True, save: bool = True,
+                 distractors: str | None = None) -> dict:
     """Evaluate a trained run on a split; the result is also saved under RUN/eval/."""
     dev = resolve_device(device)
     trained = load_trained(run, checkpoint, dev)
@@ -34,7 +35,7 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=trained.vocab,
                          progress=progress, wordpieces=cfg.model.wordpieces)
     started = time.time()
-    inputs, img, txt = encode_split(trained, data, split, dev, progress)
+    inputs, img, txt = encode_split(trained, data, split, dev, progress, distractors)
     encoded = time.time()
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[score_dtype]
     scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=memory_mb, dtype=dtype)
@@ -47,13 +48,15 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
         result["sweep"] = lambda_sweeps(scores, inputs)
     result["meta"] = {
         "run": str(run), "checkpoint": str(trained.checkpoint), "data": str(data_dir),
-        "split": split, "queries": len(inputs.query_texts), "images": len(inputs.gallery),
+        "split": split, "distractors": distractors, "queries": len(inputs.query_texts),
+        "images": len(inputs.gallery),
         "lambda1": l1, "lambda2": l2, "score_dtype": score_dtype, "encode_seconds": round(encoded - started, 2),
         "score_seconds": round(time.time() - encoded, 2), "config": cfg.name,
         "unknown_word_fraction": _unknown_fraction(data, inputs.query_texts),
     }
     if save:
-        name = f"{split}-{Path(trained.checkpoint).stem}.json"
+        name = (f"{split}{'+' + distractors if distractors else ''}-"
+                f"{Path(trained.checkpoint).stem}.json")
         atomic_write_json(Path(run) / "eval" / name, result)
     return result
 

@@ -49,6 +49,15 @@ def _resnet50(last_stride: int) -> tuple[nn.Module, int]:
     return nn.Sequential(OrderedDict((n, getattr(net, n)) for n in names)), 2048
 
 
+def backbone_stride(name: str, last_stride: int = 1) -> int:
+    """Input pixels per feature-map cell (vertically and horizontally)."""
+    if name in ("small",):
+        return 16
+    if name == "vgg16":
+        return 32
+    return 16 if last_stride == 1 else 32  # resnet50, efficientnet_lite0
+
+
 def stage_prefixes(name: str) -> list[tuple[str, ...]]:
     """Parameter-name prefixes of each stage of a backbone, input side first.
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from mia.model.backbones import BACKBONES, stage_prefixes
+from mia.model.backbones import BACKBONES, backbone_stride, stage_prefixes
 from mia.model.mia import MAX_ATTENTION_SCALE, PARAMETER_GROUPS, ModelConfig
 from mia.model.text_encoder import WORD_ENCODERS
 from mia.text.phrases import PHRASE_MODES
@@ -243,56 +243,129 @@ def from_dict(cls: type, raw: Any, where: str = "config") -> Any:
     return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in raw.items()})
 
 
-def validate(cfg: Config) -> Config:
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(message)
+METRICS = ("R1", "R5", "R10", "total", "mAP", "mINP")
+GRANULARITY_KEYS = ("sG", "sR", "sL", "sF")
 
-    check(cfg.model.backbone in BACKBONES,
-          f"model.backbone: {cfg.model.backbone!r} is not one of {', '.join(BACKBONES)}")
-    check(cfg.model.word_encoder in WORD_ENCODERS,
-          f"model.word_encoder: {cfg.model.word_encoder!r} is not one of "
-          f"{', '.join(WORD_ENCODERS)}")
-    check(0 <= cfg.model.minilm_trainable_layers <= 6,
-          "model.minilm_trainable_layers: must be between 0 and 6")
-    stages = len(stage_prefixes(cfg.model.backbone)) if cfg.model.backbone in BACKBONES else 0
-    check(0 <= cfg.model.frozen_stages <= stages,
-          f"model.frozen_stages: must be between 0 and {stages} (the stages of "
-          f"{cfg.model.backbone})")
-    check(cfg.data.phrase_mode in PHRASE_MODES,
-          f"data.phrase_mode: {cfg.data.phrase_mode!r} is not one of {', '.join(PHRASE_MODES)}")
-    check(cfg.train.sampler in ("unique", "pk"), "train.sampler: must be 'unique' or 'pk'")
-    check(cfg.train.sampler != "pk" or (cfg.train.pk is not None and len(cfg.train.pk) == 2),
-          "train.pk: sampler 'pk' needs pk: [P, K]")
-    check(cfg.train.batch_size >= 2, "train.batch_size: must be at least 2")
-    check(cfg.train.matching_loss in MATCHING_LOSSES,
-          f"train.matching_loss: {cfg.train.matching_loss!r} is not one of "
-          f"{', '.join(MATCHING_LOSSES)}")
-    check(cfg.train.negatives in NEGATIVES,
-          f"train.negatives: {cfg.train.negatives!r} is not one of {', '.join(NEGATIVES)}")
-    check(cfg.train.matching_temperature > 0, "train.matching_temperature: must be positive")
-    check(cfg.train.feature_cache_mb >= 0, "train.feature_cache_mb: must be >= 0")
-    check(0 <= cfg.data.word_dropout < 1, "data.word_dropout: must be in [0, 1)")
-    check(0 < cfg.model.attention_scale <= MAX_ATTENTION_SCALE,
-          f"model.attention_scale: must be in (0, {MAX_ATTENTION_SCALE:g}]")
-    check(cfg.train.precision in ("fp32", "bf16", "fp16"),
-          "train.precision: must be fp32, bf16 or fp16")
-    check(cfg.train.device in ("auto", "cpu", "cuda"), "train.device: must be auto, cpu or cuda")
-    check(bool(cfg.steps), "steps: at least one training step is needed")
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _positive(where: str, value, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    _check(ok and value == value, f"{where}: must be {'>= 0' if allow_zero else 'positive'}, "
+           f"got {value!r}")
+
+
+def _choice(where: str, value, choices) -> None:
+    _check(value in choices, f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def validate(cfg: Config) -> Config:
+    """Every value checked at load time: errors name the key and the valid values or range."""
+    _validate_model(cfg.model, cfg.data)
+    _validate_data(cfg.data)
+    _validate_train(cfg.train)
+    _check(bool(cfg.steps), "steps: at least one training step is needed")
     for name, step in cfg.steps.items():
-        where = f"steps.{name}"
-        check(step.epochs >= 0, f"{where}.epochs: must be >= 0")
-        check(step.lr > 0, f"{where}.lr: must be positive")
-        bad = [g for g in step.train if g not in PARAMETER_GROUPS]
-        check(not bad, f"{where}.train: unknown group(s) {bad}; valid: "
-              f"{', '.join(PARAMETER_GROUPS)}")
-        bad = [k for k in step.losses if k not in LOSS_NAMES]
-        check(not bad, f"{where}.losses: unknown loss(es) {bad}; valid: {', '.join(LOSS_NAMES)}")
-        check(bool(step.losses), f"{where}.losses: at least one loss is needed")
-    metric = cfg.eval.select.split(".")
-    check(len(metric) == 2 and metric[0] in ("sG", "sR", "sL", "sF"),
-          "eval.select: expected <sG|sR|sL|sF>.<R1|R5|R10|total|mAP|mINP>")
+        _validate_step(f"steps.{name}", step)
+    _validate_eval(cfg.eval)
     return cfg
+
+
+def _validate_model(m: ModelConfig, data: DataConfig) -> None:
+    _choice("model.backbone", m.backbone, BACKBONES)
+    for key in ("embed_dim", "part_channels", "num_parts", "word_dim", "gru_hidden",
+                "mlp_hidden", "small_width"):
+        _positive(f"model.{key}", getattr(m, key))
+    _choice("model.last_stride", m.last_stride, (1, 2))
+    _positive("model.word_vectors_dim", m.word_vectors_dim, allow_zero=True)
+    _choice("model.word_encoder", m.word_encoder, WORD_ENCODERS)
+    _check(0 <= m.minilm_trainable_layers <= 6,
+           f"model.minilm_trainable_layers: must be between 0 and 6, got {m.minilm_trainable_layers}")
+    stages = len(stage_prefixes(m.backbone))
+    _check(0 <= m.frozen_stages <= stages, f"model.frozen_stages: must be between 0 and "
+           f"{stages} (the stages of {m.backbone}), got {m.frozen_stages}")
+    _check(0 < m.attention_scale <= MAX_ATTENTION_SCALE,
+           f"model.attention_scale: must be in (0, {MAX_ATTENTION_SCALE:g}], got "
+           f"{m.attention_scale}")
+    stride = backbone_stride(m.backbone, m.last_stride)
+    rows = data.height // stride
+    _check(rows >= m.num_parts and data.width // stride >= 1,
+           f"data.height/width: {data.height}x{data.width} gives a {rows}x"
+           f"{data.width // stride} feature map with {m.backbone} (stride {stride}); the "
+           f"{m.num_parts} stripes need at least {m.num_parts} rows: height >= "
+           f"{m.num_parts * stride}")
+
+
+def check_start_files(cfg: Config) -> None:
+    """The files a new run starts from exist (a trained run no longer needs them)."""
+    m = cfg.model
+    _check(m.pretrained in (None, "imagenet") or Path(m.pretrained).is_file(),
+           f"model.pretrained: {m.pretrained!r} is neither null, 'imagenet' nor an existing "
+           "state_dict file")
+    if m.word_vectors is not None:
+        from mia.text.word_vectors import BUNDLED
+
+        _check(m.word_vectors in BUNDLED or Path(m.word_vectors).is_file(),
+               f"model.word_vectors: {m.word_vectors!r} is neither null, one of "
+               f"{', '.join(sorted(BUNDLED))} nor an existing vector file")
+
+
+def _validate_data(d: DataConfig) -> None:
+    _choice("data.phrase_mode", d.phrase_mode, PHRASE_MODES)
+    for key in ("height", "width", "min_word_count", "text_workers"):
+        _positive(f"data.{key}", getattr(d, key))
+    _positive("data.workers", d.workers, allow_zero=True)
+    _check(d.max_phrases is None or d.max_phrases >= 1,
+           f"data.max_phrases: must be null or >= 1, got {d.max_phrases}")
+    _check(0 <= d.word_dropout < 1, f"data.word_dropout: must be in [0, 1), got {d.word_dropout}")
+
+
+def _validate_train(t: TrainConfig) -> None:
+    _check(t.batch_size >= 2, f"train.batch_size: must be at least 2, got {t.batch_size}")
+    _positive("train.margin", t.margin, allow_zero=True)
+    _choice("train.sampler", t.sampler, ("unique", "pk"))
+    if t.sampler == "pk":
+        _check(t.pk is not None and len(t.pk) == 2 and t.pk[0] >= 2 and t.pk[1] >= 1,
+               f"train.pk: sampler 'pk' needs pk: [P, K] with P >= 2 identities and K >= 1 "
+               f"images each, got {t.pk}")
+    _choice("train.matching_loss", t.matching_loss, MATCHING_LOSSES)
+    _choice("train.negatives", t.negatives, NEGATIVES)
+    _positive("train.matching_temperature", t.matching_temperature)
+    _positive("train.feature_cache_mb", t.feature_cache_mb, allow_zero=True)
+    _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
+    _choice("train.device", t.device, ("auto", "cpu", "cuda"))
+    _check(t.grad_clip is None or t.grad_clip > 0,
+           f"train.grad_clip: must be null or positive, got {t.grad_clip}")
+
+
+def _validate_step(where: str, step: StepConfig) -> None:
+    _positive(f"{where}.epochs", step.epochs, allow_zero=True)
+    _positive(f"{where}.lr", step.lr)
+    _check(step.lr_step is None or step.lr_step >= 1,
+           f"{where}.lr_step: must be null or >= 1 epoch, got {step.lr_step}")
+    _check(0 < step.lr_gamma <= 1, f"{where}.lr_gamma: must be in (0, 1], got {step.lr_gamma}")
+    _positive(f"{where}.weight_decay", step.weight_decay, allow_zero=True)
+    bad = [g for g in step.train if g not in PARAMETER_GROUPS]
+    _check(not bad, f"{where}.train: unknown group(s) {bad}; valid: "
+           f"{', '.join(PARAMETER_GROUPS)}")
+    bad = [k for k in step.losses if k not in LOSS_NAMES]
+    _check(not bad, f"{where}.losses: unknown loss(es) {bad}; valid: {', '.join(LOSS_NAMES)}")
+    _check(bool(step.losses), f"{where}.losses: at least one loss is needed")
+    for key, weight in step.losses.items():
+        _positive(f"{where}.losses.{key}", weight, allow_zero=True)
+
+
+def _validate_eval(e: EvalConfig) -> None:
+    _positive("eval.lambda1", e.lambda1, allow_zero=True)
+    _positive("eval.lambda2", e.lambda2, allow_zero=True)
+    _positive("eval.batch_size", e.batch_size)
+    metric = e.select.split(".")
+    _check(len(metric) == 2 and metric[0] in GRANULARITY_KEYS and metric[1] in METRICS,
+           f"eval.select: {e.select!r} is not <{'|'.join(GRANULARITY_KEYS)}>."
+           f"<{'|'.join(METRICS)}>")
 
 
 def load_config(name: str | Path, overrides: list[str] | None = None) -> Config:

@@ -24,7 +24,7 @@ from mia.model.mia import MIA
 from mia.text.vocab import Vocabulary
 from mia.training import distributed
 from mia.training.checkpoint import check_compatible, load_checkpoint
-from mia.training.config import Config, dump_yaml
+from mia.training.config import Config, check_start_files, dump_yaml
 from mia.training.device import AUTOCAST_DTYPES, check_precision, resolve_device
 from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Validator
 from mia.training.run import RunDir
@@ -72,6 +72,8 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
           device: str | None = None) -> dict:
     """Train a run end to end; returns the run summary (also written to RUN/summary.json)."""
     run = RunDir(Path(out))
+    if config is not None and not resume:
+        check_start_files(config)
     config = with_word_vectors_dim(config) if config is not None else None
     dev = resolve_device(device or (config.train.device if config else "auto"))
     ctx = distributed.from_environment(dev.type)
@@ -148,11 +150,27 @@ def _build_model(cfg: Config, vocab: Vocabulary, num_classes: int, fresh: bool, 
             log.info("word vectors %s cover %.1f%% of the vocabulary", cfg.model.word_vectors,
                      100 * coverage)
     log.info("model parameters per group: %s", model.describe()["parameters"])
+    if device.type != "cuda" and ctx.enabled and ctx.is_main and _trains_batchnorm(cfg, model):
+        log.warning("%d CPU processes: BatchNorm cannot be synchronised without CUDA, so "
+                    "each process normalises its own share of every batch and the result "
+                    "differs slightly from one process on the same batches", ctx.world)
     if device.type == "cuda" and ctx.enabled and cfg.train.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model.to(device)
+
+
+def _trains_batchnorm(cfg: Config, model: MIA) -> bool:
+    """Whether a step trains a module holding BatchNorm (its batch statistics are used)."""
+    frozen = {id(m) for m in model.frozen_modules()}
+    for step in cfg.steps.values():
+        for group in step.train:
+            for module in model.group_modules(group):
+                if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                       and id(m) not in frozen for m in module.modules()):
+                    return True
+    return False
 
 
 def _barrier(ctx) -> None:

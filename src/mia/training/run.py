@@ -65,13 +65,26 @@ class RunDir:
     def load_config(self) -> Config:
         if not self.config.is_file():
             raise ConfigError(f"{self.path}: not a run directory (no config.yaml)")
-        return config_from_dict(yaml.safe_load(self.config.read_text(encoding="utf-8")))
+        try:
+            raw = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{self.config}: corrupt run configuration "
+                              f"({str(exc).splitlines()[0]})") from exc
+        try:
+            return config_from_dict(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.config}: {exc}") from exc
 
     def load_meta(self) -> dict:
         try:
-            return json.loads(self.meta.read_text(encoding="utf-8"))
+            meta = json.loads(self.meta.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise CheckpointError(f"{self.path}: not a run directory (no meta.json)") from exc
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{self.meta}: corrupt run metadata ({exc})") from exc
+        if not isinstance(meta, dict) or not isinstance(meta.get("num_classes"), int):
+            raise CheckpointError(f"{self.meta}: corrupt run metadata (no 'num_classes')")
+        return meta
 
 
 @dataclass

@@ -19,6 +19,7 @@ from mia.training.distributed import DistContext
 from mia.training.hooks import Hook, finite_or_raise
 from mia.training.objectives import needs
 from mia.training.step import TrainingStep
+from mia.utils.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,9 @@ class Trainer:
         bar = tqdm(loader, desc=f"{name} epoch {epoch + 1}/{step.epochs}", unit="batch",
                    disable=not self.progress, leave=False)
         for iterations, batch in enumerate(bar, 1):
+            if "error" in batch:
+                raise DatasetError(f"{batch['error']} (read at {name}, epoch {epoch + 1}; "
+                                   "did the file change after the decode check?)")
             terms = self._train_iteration(batch, step, with_parts,
                                           f"step '{name}', epoch {epoch + 1}, "
                                           f"iteration {iterations}")
