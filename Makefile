@@ -26,7 +26,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m pytest
+	$(PY) -m pytest -rs
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples

@@ -124,12 +124,18 @@ def test_search_ranks_by_fused_score_and_explains(searcher):
         assert all(0 <= s < 6 for s in r["phrase_to_stripe"].values())
 
 
-def test_two_stage_search_equals_exhaustive_when_candidates_cover_the_top(searcher):
+def test_two_stage_search_ranks_the_best_sg_candidates_by_exact_fusion(searcher):
+    import torch
+
     q = "a man in a blue jacket and grey trousers"
-    exact = searcher.search(q, top_k=3, candidates=len(searcher.index))
-    staged = searcher.search(q, top_k=3, candidates=len(searcher.index) - 1)
-    assert staged["candidates"] == len(searcher.index) - 1
-    assert [r["index"] for r in staged["results"]] == [r["index"] for r in exact["results"]]
+    txt = searcher.encode(q)[0]
+    exact = searcher.scores(txt, None)  # every image, exact sG, sR, sL, sF
+    for C in (2, 4):
+        staged = searcher.search(q, top_k=3, candidates=C)
+        assert staged["candidates"] == C
+        pool = torch.topk(exact["sG"][0], C).indices  # stage 1: the C best by sG
+        want = pool[torch.argsort(exact["sF"][0, pool], descending=True)][:3].tolist()
+        assert [r["index"] for r in staged["results"]] == want
 
 
 @pytest.mark.parametrize("query, message", [

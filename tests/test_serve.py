@@ -62,7 +62,8 @@ def test_page_and_openapi(client):
     ({"method": "POST", "url": "/api/search", "content": b"{bad json",
       "headers": {"Content-Type": "application/json"}}, 422, "JSON"),
     ({"method": "POST", "url": "/api/search", "json": {"query": 5}}, 422, "valid string"),
-    ({"method": "POST", "url": "/api/search", "json": ["a man"]}, 422, ""),
+    ({"method": "POST", "url": "/api/search", "json": ["a man"]}, 422,
+     "valid dictionary"),
 ])
 def test_bad_requests_get_4xx_with_a_message(client, request_kwargs, status, message):
     response = client.request(**request_kwargs)

@@ -37,19 +37,22 @@ def ensure_dataset(data: Path, ids: int, seed: int, progress: bool) -> None:
     generate_dataset(data, n_ids=ids, seed=seed, height=192, width=64, progress=progress)
 
 
-def ensure_trained(run_dir: Path, config: str, data: Path, progress: bool) -> None:
+def ensure_trained(run_dir: Path, config: str, data: Path, progress: bool,
+                   overrides: list[str] = ()) -> None:
     run = RunDir(run_dir)
     if (run_dir / "summary.json").is_file() and run.last.is_file():
         log.info("%s is trained already", run_dir)
         return
     resume = run.last.is_file()
     log.info("%s %s with config %s", "resuming" if resume else "training", run_dir, config)
-    train(None if resume else load_config(config), data, run_dir, resume=resume,
-          progress=progress)
+    train(None if resume else load_config(config, list(overrides)), data, run_dir,
+          resume=resume, progress=progress)
 
 
 def run_demo(out: str | Path = "runs/demo", ids: int = 1000, seed: int = 0,
-             fresh: bool = False, progress: bool = True) -> dict:
+             fresh: bool = False, progress: bool = True, overrides: list[str] = ()) -> dict:
+    """Generate the synthetic set, train GC and MIA, evaluate both on its test split.
+    ``overrides`` (``key=value``) apply to both configs (e.g. a smaller model)."""
     out = Path(out)
     if fresh and out.exists():
         shutil.rmtree(out)
@@ -58,7 +61,7 @@ def run_demo(out: str | Path = "runs/demo", ids: int = 1000, seed: int = 0,
     ensure_dataset(data, ids, seed, progress)
     results = {}
     for name, config in RUNS:
-        ensure_trained(out / name, config, data, progress)
+        ensure_trained(out / name, config, data, progress, overrides)
         results[name] = evaluate_run(out / name, data, "test", progress=progress)
     rows = [(label, results[run][gran]) for label, run, gran in ROWS]
     table = results_table(rows, COLUMNS, HEADERS,

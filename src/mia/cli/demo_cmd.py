@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--ids", type=positive_int, default=1000, help="synthetic identities")
     parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the synthetic set")
     parser.add_argument("--fresh", action="store_true", help="delete --out and start over")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a value of both configs, e.g. steps.step2.epochs=2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(func=run)
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from mia.demo import run_demo
 
     summary = run_demo(args.out, ids=args.ids, seed=args.seed, fresh=args.fresh,
+                       overrides=args.set,
                        progress=not (args.no_progress or args.json))
     if args.json:
         print_json({k: v for k, v in summary.items() if k != "text"})

@@ -43,12 +43,14 @@ class Analysis:
         return self.trained.config.eval.lambda1, self.trained.config.eval.lambda2
 
     def ranking_scores(self, name: str) -> torch.Tensor:
+        if name == "GC":
+            return self.scores["sG"]
         l1, l2 = self.lambdas
-        return {"GC": self.scores["sG"], "GC+RGA": fuse(self.scores, l1, 0.0),
-                "MIA": fuse(self.scores, l1, l2)}[name]
+        return fuse(self.scores, l1, 0.0 if name == "GC+RGA" else l2)
 
     def top(self, query: int, k: int = 10, ranking: str = "MIA") -> list[int]:
-        return torch.topk(self.ranking_scores(ranking)[query], k).indices.tolist()
+        scores = self.ranking_scores(ranking)[query]
+        return torch.topk(scores, min(k, len(scores))).indices.tolist()
 
     def is_match(self, query: int, image: int) -> bool:
         return bool(self.inputs.query_pids[query] == self.inputs.gallery_pids[image])
