@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=68000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    from common import machine_line
+
+    print(machine_line())
     texts = make_captions(args.captions)
     words = sum(len(t.split()) for t in texts)
     with tempfile.TemporaryDirectory() as tmp:

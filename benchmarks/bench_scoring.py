@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import synthetic_embeddings, timeit  # noqa: E402
+from common import machine_line, synthetic_embeddings, timeit  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
 from mia.model.similarity import fuse  # noqa: E402
 from mia.retrieval.scoring import score_all  # noqa: E402
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--per-query-sample", type=int, default=100)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    print(machine_line())
     img, txt, q_pids, g_pids = synthetic_embeddings(args.queries, args.images, args.dim)
     phrases = int(txt.phrase_mask.sum())
     res = {"queries": args.queries, "images": args.images, "dim": args.dim,

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_phrases import make_captions  # noqa: E402
+from common import machine_line  # noqa: E402
 from mia.data.synth import generate_dataset  # noqa: E402
 from mia.retrieval.index import ARRAYS, FORMAT, model_fingerprint  # noqa: E402
 from mia.training.config import load_config  # noqa: E402
@@ -94,41 +95,52 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--images", type=int, default=10000)
-    parser.add_argument("--time-limit", type=float, default=900, help="seconds, whole test")
+    parser.add_argument("--time-limit", type=float, default=900, help="seconds, each setting")
+    parser.add_argument("--max-batch", type=int, nargs="+", default=[32, 1],
+                        help="server settings to measure (1: one request at a time)")
     args = parser.parse_args()
+    print(machine_line())
+    print(f"{args.clients} clients, {args.queries} queries per setting, {args.images:,}-image "
+          f"index (D=256, exhaustive exact scoring per query), loopback")
     with tempfile.TemporaryDirectory() as tmp:
         index = make_index(Path(tmp), args.images)
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "mia", "-q", "serve", "--index",
-                                   str(index), "--port", str(port)], stdout=subprocess.DEVNULL)
-        try:
-            for _ in range(300):  # wait for the server (bounded)
-                try:
-                    http.client.HTTPConnection("127.0.0.1", port, timeout=1).request(
-                        "GET", "/api/health")
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            queries = make_captions(args.queries, seed=7)
-            latencies, errors = [], []
-            deadline = time.time() + args.time_limit
-            share = [queries[i::args.clients] for i in range(args.clients)]
-            threads = [threading.Thread(target=client, args=(port, s, latencies, errors,
-                                                             deadline)) for s in share]
-            start = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - start
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        for max_batch in args.max_batch:
+            measure(args, index, max_batch)
+
+
+def measure(args, index: Path, max_batch: int) -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mia", "-q", "serve", "--index",
+                               str(index), "--port", str(port), "--max-batch",
+                               str(max_batch)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(300):  # wait for the server (bounded)
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request(
+                    "GET", "/api/health")
+                break
+            except OSError:
+                time.sleep(0.1)
+        queries = make_captions(args.queries, seed=7)
+        latencies, errors = [], []
+        deadline = time.time() + args.time_limit
+        share = [queries[i::args.clients] for i in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(port, s, latencies, errors,
+                                                         deadline)) for s in share]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     p50, p95 = np.percentile(np.array(latencies) * 1000, [50, 95])
-    print(f"{args.clients} clients, {len(latencies)} queries, {args.images:,}-image index "
-          f"(D=256, exhaustive exact scoring per query), loopback")
-    print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
-    print(f"latency p50 {p50:.0f} ms, p95 {p95:.0f} ms; throughput "
+    label = "requests batched" if max_batch > 1 else "one request at a time"
+    print(f"--max-batch {max_batch} ({label}): {len(latencies)} queries, errors "
+          f"{len(errors)}" + (f" (first: {errors[0]})" if errors else "")
+          + f"; latency p50 {p50:.0f} ms, p95 {p95:.0f} ms; throughput "
           f"{len(latencies) / wall:.1f} queries/s over {wall:.0f} s")
 
 

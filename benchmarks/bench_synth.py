@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=300, help="images per size")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import machine_line
+
+    print(machine_line())
     bench(96, 32, 30, 1)  # warm-up: imports, caches
     for height, width in SIZES:
         s = bench(height, width, args.images, args.workers)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import timeit  # noqa: E402
+from common import machine_line, timeit  # noqa: E402
 from mia.model.mia import MIA, ModelConfig  # noqa: E402
 from mia.training.config import load_config  # noqa: E402
 from mia.training.distributed import DistContext  # noqa: E402
@@ -119,6 +119,7 @@ def main() -> None:
                         help="also measure steps 1 and 3 and project the paper's recipe")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    print(machine_line())
     if args.project:
         args.steps = ["step1", "step2", "step3"]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"

@@ -105,3 +105,16 @@ def test_train_pairs_flip_is_a_function_of_seed_epoch_and_index(synth_dir):
     assert flips > 0  # some images mirrored differently in another epoch
     item = pairs[0]
     assert item["image"].shape == (3, 96, 32) and item["image"].dtype == torch.float32
+
+
+def test_data_subset_keeps_one_cuhk_pedes_sub_dataset_in_every_split(synth_dir):
+    from mia.data.pipeline import load_run_data
+    from mia.evaluation.subsets import subset_of
+    from mia.training.config import load_config
+
+    full = load_run_data(load_config("demo/mia").data, synth_dir, progress=False)
+    ssm = load_run_data(load_config("demo/mia", ["data.subset=SSM"]).data, synth_dir,
+                        progress=False)
+    assert 0 < len(ssm.dataset.records) < len(full.dataset.records)
+    assert {subset_of(r.file_path) for r in ssm.dataset.records} == {"SSM"}
+    assert "train" in ssm.dataset.splits and set(ssm.dataset.splits) <= set(full.dataset.splits)

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--candidates", type=positive_int, help="stage-1 candidates (large galleries)")
     parser.add_argument("--backend", default="torch",
                         choices=("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw"))
+    parser.add_argument("--max-batch", type=positive_int, default=32,
+                        help="concurrent requests answered by one pass over the gallery (1: "
+                        "one request at a time)")
     parser.set_defaults(func=run)
 
 
@@ -38,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
             from exc
     print(f"serving {args.index} on http://{args.host}:{args.port} (Ctrl-C to stop)")
     serve(args.index, host=args.host, port=args.port, run=args.run,
-          candidates=args.candidates, backend=args.backend, image_root=args.image_root)
+          candidates=args.candidates, backend=args.backend, image_root=args.image_root,
+          max_batch=args.max_batch)
     return 0

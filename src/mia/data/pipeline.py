@@ -36,6 +36,8 @@ def load_run_data(data_cfg, data_dir: str | Path, format: str | None = None,
     ``data_cfg`` is a :class:`mia.training.config.DataConfig`.
     """
     dataset = open_dataset(data_dir, format, skip_bad=skip_bad)
+    if data_cfg.subset:
+        _keep_subset(dataset, data_cfg.subset)
     drop_unreadable(dataset, skip_bad, progress)
     for warning in dataset.warnings:
         log.warning("%s: %s", dataset.annotation_file, warning)
@@ -53,6 +55,17 @@ def load_run_data(data_cfg, data_dir: str | Path, format: str | None = None,
                        cache=data_cfg.cache_images)
     return RunData(dataset, parsed, vocab, store,
                    CaptionCorpus(parsed, vocab, data_cfg.max_phrases, wordpieces))
+
+
+def _keep_subset(dataset: PedestrianDataset, subset: str) -> None:
+    """Only the images of one CUHK-PEDES sub-dataset, in every split (Table IX)."""
+    from mia.evaluation.subsets import subset_of
+
+    kept = [r for r in dataset.records if subset_of(r.file_path) == subset]
+    if not kept:
+        raise DatasetError(f"{dataset.annotation_file}: data.subset={subset}: no image of that "
+                           "sub-dataset (recognised from the first folder of file_path)")
+    dataset.records = kept
 
 
 def _check_wordless(dataset: PedestrianDataset, parsed: dict[str, ParsedCaption],

@@ -79,13 +79,13 @@ class SearchRequest(BaseModel):
 
 def create_app(index_path: str | Path, run: str | Path | None = None,
                candidates: int | None = None, backend: str = "torch",
-               image_root: str | Path | None = None) -> FastAPI:
+               image_root: str | Path | None = None, max_batch: int = 32) -> FastAPI:
     index = GalleryIndex.open(index_path, image_root=image_root)
     searcher = Searcher(index, index_retriever(index, run), candidates=candidates,
                         backend=backend)
     root = index.image_root.resolve()
     by_path = {p: i for i, p in enumerate(index.images)}
-    batcher = Batcher(searcher)
+    batcher = Batcher(searcher, max_batch)
 
     app = FastAPI(title="MIA person search",
                   description="Describe a pedestrian in words; get the gallery images of that "

@@ -44,6 +44,9 @@ class DataConfig:
     flip: bool = True  # random horizontal mirroring in training
     cache_images: bool = False  # keep resized images in memory (small datasets)
     workers: int = 0  # DataLoader worker processes
+    # Train and evaluate on one CUHK-PEDES sub-dataset only (CUHK01, CUHK03, Market, SSM,
+    # VIPER): the paper's Table IX re-trains MIA on SSM (data.subset=SSM)
+    subset: str | None = None
     # Probability that a training word is read as <unk> (so the <unk> vector learns what
     # unseen words should look like); 0 in the paper
     word_dropout: float = 0.0
@@ -315,6 +318,10 @@ def check_start_files(cfg: Config) -> None:
 
 def _validate_data(d: DataConfig) -> None:
     _choice("data.phrase_mode", d.phrase_mode, PHRASE_MODES)
+    if d.subset is not None:
+        from mia.evaluation.subsets import SUBSETS
+
+        _choice("data.subset", d.subset, sorted(set(SUBSETS.values())))
     for key in ("height", "width", "min_word_count", "text_workers"):
         _positive(f"data.{key}", getattr(d, key))
     _positive("data.workers", d.workers, allow_zero=True)
