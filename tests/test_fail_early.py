@@ -173,3 +173,35 @@ def test_moved_photo_folder_is_found_or_given(trained_run, synth_dir, tmp_path):
     assert client.get("/image/0").status_code == 200
     with pytest.raises(IndexFileError, match="image folder not found"):
         GalleryIndex.open(moved / "index", image_root=tmp_path / "nowhere")
+
+
+def test_an_image_broken_after_the_check_stops_training_in_one_line(synth_dir, tmp_path,
+                                                                   monkeypatch, capsys):
+    from mia.data import pipeline
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data, ignore=shutil.ignore_patterns(".mia_cache"))
+    record = corrupt_first(data, "train")
+    monkeypatch.setattr(pipeline, "drop_unreadable", lambda *a, **k: None)  # file "changed"
+    code = main(["train", "--config", "demo/mia", "--data", str(data), "--out",
+                 str(tmp_path / "run"), "--no-progress", "--set", "data.workers=1",
+                 *[a for s in TINY for a in ("--set", s)]])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{record.file_path}: unreadable image file" in err
+    assert "Traceback" not in err and "did the file change after the decode check?" in err
+
+
+def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch):
+    import subprocess
+    import sys
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    argv = ["mia", "train", "--config", "demo/mia", "--data", "D", "--out", "O", "--nproc", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert main(argv[1:]) == 0
+    (cmd,) = calls
+    assert cmd[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       "--nproc_per_node", "2"]
+    assert cmd[6:] == ["-m", "mia", "train", "--config", "demo/mia", "--data", "D", "--out", "O"]
