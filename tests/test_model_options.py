@@ -227,3 +227,11 @@ def test_minilm_weights_load_from_the_wheel():
     state = pretrained_state_dict()
     torch.testing.assert_close(lm.encoder.layer[3].attention.self.query.weight,
                                state["encoder.layer.3.attention.self.query.weight"])
+
+
+def test_checkpoints_from_before_the_attention_scale_still_load():
+    model = MIA(TINY, vocab_size=20, num_classes=3)
+    old = {k: v for k, v in model.state_dict().items() if not k.endswith("_log_scale")}
+    fresh = MIA(TINY, vocab_size=20, num_classes=3)
+    fresh.load_state_dict(old)
+    assert float(fresh.attention_scales()[0]) == 1.0 == float(fresh.attention_scales()[1])

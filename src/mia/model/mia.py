@@ -109,6 +109,14 @@ class MIA(nn.Module):
             else:
                 self.register_buffer(name, log_scale.clone())
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As nn.Module's; checkpoints made before the attention scale existed (scale 1)
+        load too."""
+        state_dict = dict(state_dict)
+        for name in ("rga_log_scale", "bfm_log_scale"):
+            state_dict.setdefault(name, torch.zeros(()))
+        return super().load_state_dict(state_dict, strict, assign)
+
     def attention_scales(self) -> tuple[Tensor, Tensor]:
         """(s_RGA, s_BFM), the scales of the attention logits."""
         return (self.rga_log_scale.exp().clamp(max=MAX_ATTENTION_SCALE),
