@@ -27,11 +27,13 @@ RECIPES = {"GC": "recipes/cuhk_small_cpu_gc", "GC+RGA": "recipes/cuhk_small_cpu_
            "MIA": "recipes/cuhk_small_cpu"}
 
 
-def run(name: str, seed: int, data: Path, out: Path, split: str) -> tuple[dict, float]:
+def run(name: str, seed: int, data: Path, out: Path, split: str,
+        overrides: list[str]) -> tuple[dict, float]:
     path = out / f"{name.lower().replace('+', '_')}-seed{seed}"
     if not (path / "summary.json").is_file():
-        train(load_config(RECIPES[name], [f"train.seed={seed}"]), data, path, progress=False,
-              resume=(path / "checkpoints" / "last.pt").is_file())
+        resume = (path / "checkpoints" / "last.pt").is_file()
+        train(None if resume else load_config(RECIPES[name], [f"train.seed={seed}", *overrides]),
+              data, path, progress=False, resume=resume)
     seconds = json.loads((path / "summary.json").read_text())["seconds"]
     return evaluate_run(path, data, split, progress=False), seconds
 
@@ -43,15 +45,19 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--rows", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a value of every recipe (a variant; use another --out)")
     args = parser.parse_args()
     print(machine_line())
-    print(f"data {args.data}, trained on train, evaluated on {args.split}")
+    print(f"data {args.data}, trained on train, evaluated on {args.split}; overrides: "
+          f"{' '.join(args.set) or 'none'}")
     print("| model | seed | sG R@1/5/10/mAP | sR | sL | sF | training |")
     print("|---|---|---|---|---|---|---|")
     for name in args.rows:
         results = []
         for seed in args.seeds:
-            result, seconds = run(name, seed, Path(args.data), Path(args.out), args.split)
+            result, seconds = run(name, seed, Path(args.data), Path(args.out), args.split,
+                                  args.set)
             results.append(result)
             print(f"| {name} | {seed} | " + " | ".join(
                 "{R1:.2f} / {R5:.2f} / {R10:.2f} / {mAP:.2f}".format(**result[g])

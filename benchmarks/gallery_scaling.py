@@ -1,0 +1,60 @@
+"""R@1 of a trained run against the number of identities in the gallery: random subsets of
+a split's identities (queries and gallery restricted to them), averaged over draws.
+
+A development split is often smaller than the test split it stands for (cuhk-dev val has
+200 identities, CUHK-PEDES test 1,000), and R@1 falls as the gallery grows; the curve
+tells how far a figure on the small split is from one on a large gallery.
+
+    python benchmarks/gallery_scaling.py --run runs/real/mia-seed0 --data /data/cuhk-dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_line  # noqa: E402
+from mia.data.pipeline import load_run_data  # noqa: E402
+from mia.evaluation.encode import encode_split  # noqa: E402
+from mia.evaluation.evaluate import granularity_scores  # noqa: E402
+from mia.evaluation.metrics import rank_metrics  # noqa: E402
+from mia.model.similarity import fuse  # noqa: E402
+from mia.training.run import load_trained  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100])
+    parser.add_argument("--draws", type=int, default=20)
+    args = parser.parse_args()
+    print(machine_line())
+    trained = load_trained(args.run)
+    data = load_run_data(trained.config.data, args.data, vocab=trained.vocab,
+                         wordpieces=trained.config.model.wordpieces, progress=False)
+    inputs, img, txt = encode_split(trained, data, args.split)
+    scores = fuse(granularity_scores(img, txt), *(trained.config.eval.lambda1,
+                                                 trained.config.eval.lambda2))
+    q, g = inputs.query_pids, inputs.gallery_pids
+    ids = torch.unique(g).numpy()
+    rng = np.random.default_rng(0)
+    print(f"{args.run} on {args.data} {args.split}: sF R@1 by gallery identities")
+    for n in [*args.sizes, len(ids)]:
+        draws = args.draws if n < len(ids) else 1
+        r1 = []
+        for _ in range(draws):
+            keep = torch.from_numpy(rng.choice(ids, n, replace=False))
+            qm, gm = torch.isin(q, keep), torch.isin(g, keep)
+            r1.append(rank_metrics(scores[qm][:, gm], q[qm], g[gm])["R1"])
+        print(f"{n:>6} identities: R@1 {np.mean(r1):.2f} (mean of {draws} draws)")
+
+
+if __name__ == "__main__":
+    main()
