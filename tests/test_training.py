@@ -171,3 +171,24 @@ def test_cli_reports_config_errors_with_exit_code_2(synth_dir, tmp_path, capsys)
                  str(tmp_path / "x"), "--set", "train.batchsize=4"])
     assert code == 2
     assert "unknown key(s) 'batchsize'; valid keys: batch_size" in capsys.readouterr().err
+
+
+def test_evaluate_with_distractors_grows_the_gallery_not_the_queries(trained_run, synth_dir):
+    from mia.evaluation.run_eval import evaluate_run
+
+    plain = evaluate_run(trained_run[0], synth_dir, "test", progress=False, save=False)
+    harder = evaluate_run(trained_run[0], synth_dir, "test", progress=False, save=False,
+                          distractors="val")
+    assert harder["meta"]["queries"] == plain["meta"]["queries"]
+    assert harder["meta"]["images"] > plain["meta"]["images"]
+    assert harder["sF"]["R10"] <= plain["sF"]["R10"]  # more images can only push hits down
+    with pytest.raises(MiaError, match="distractors must be other people"):
+        evaluate_run(trained_run[0], synth_dir, "test", progress=False, save=False,
+                     distractors="test")
+
+
+def test_data_check_reports_the_unknown_word_rate_per_split(synth_dir, capsys):
+    assert main(["data", "check", str(synth_dir), "--json", "--no-decode"]) == 0
+    splits = json.loads(capsys.readouterr().out)["splits"]
+    assert splits["train"]["unknown_word_rate"] == 0.0
+    assert 0.0 <= splits["test"]["unknown_word_rate"] < 1.0
