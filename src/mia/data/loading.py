@@ -42,10 +42,6 @@ class EncodedCaption:
     pieces: list[int] | None = None
     piece_words: list[int] | None = None
 
-    @property
-    def phrases(self) -> list[list[int]]:
-        return [self.tokens[a:b] for a, b in self.spans]
-
 
 class CaptionCorpus:
     """Token ids of captions and of their phrases, under one vocabulary; with
