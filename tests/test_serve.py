@@ -42,7 +42,8 @@ def test_search_get_and_post(client):
     assert len(body["results"]) == 3 and body["phrases"] == ["a man", "a black jacket"]
     posted = client.post("/api/search", json={"query": "a man in a black jacket", "top": 3})
     assert posted.json()["results"] == body["results"]
-    assert client.get("/api/health").json() == {"status": "ok", "gallery": 7}
+    assert client.get("/api/health").json() == {"status": "ok", "gallery": 7, "generation": 0,
+                                                "stage1": "torch"}
 
 
 def test_page_and_openapi(client):

@@ -52,3 +52,8 @@ def add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows defaults and keeps the description's line breaks."""
+
+
+BACKENDS = ("auto", "torch", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus")
+BACKEND_HELP = ("stage-1 candidate search: auto = the index's vector database when it has "
+                "one (mia index sync), else exact torch in this process")

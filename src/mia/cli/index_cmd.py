@@ -1,10 +1,11 @@
-"""``mia index build``: encode a gallery once into a persistent index."""
+"""``mia index build | add | remove | sync``: a persistent gallery index that can grow."""
 
 from __future__ import annotations
 
 import argparse
 
 from mia.cli.common import FORMAT_CHOICES, HelpFormatter, positive_int, print_json
+from mia.retrieval.vectordb import DEFAULT_INDEX, INDEX_TYPES
 
 DESCRIPTION = """Encode a gallery with a trained run and store its features (global, parts
 and the visual MLP outputs) as a persistent index for `mia search` and `mia serve`.
@@ -37,8 +38,70 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--overwrite", action="store_true", help="replace an existing index")
     build.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     build.add_argument("--no-progress", action="store_true")
+    build.add_argument("--vector-db", metavar="URI",
+                       help="also put the global features into a Milvus collection for stage 1 "
+                       "(a Milvus Lite file such as stage1.db, relative to the index, or a "
+                       "server http://host:19530); same as mia index sync afterwards")
     build.add_argument("--json", action="store_true", help="print the manifest as JSON")
     build.set_defaults(func=run_build)
+
+    add = index_sub.add_parser("add", help="encode new images into an index",
+                               description=ADD_DESCRIPTION, formatter_class=HelpFormatter)
+    add.add_argument("index", metavar="INDEX", help="index directory")
+    source = add.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", metavar="DIR", help="dataset directory (its photo folder "
+                        "must be the index's)")
+    source.add_argument("--images", metavar="DIR", help="a folder of images inside the index's "
+                        "photo folder (recursive)")
+    add.add_argument("--split", default="test", help="dataset split to add (with --data)")
+    add.add_argument("--format", choices=FORMAT_CHOICES)
+    add.add_argument("--run", help="run directory (default: the one that built the index)")
+    add.add_argument("--skip-bad", action="store_true",
+                     help="leave out unreadable images instead of failing")
+    add.add_argument("--batch-size", type=positive_int, default=128)
+    add.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add.add_argument("--no-progress", action="store_true")
+    add.add_argument("--json", action="store_true", help="print the report as JSON")
+    add.set_defaults(func=run_add)
+
+    remove = index_sub.add_parser("remove", help="remove images from an index by path",
+                                  description=REMOVE_DESCRIPTION,
+                                  formatter_class=HelpFormatter)
+    remove.add_argument("index", metavar="INDEX", help="index directory")
+    remove.add_argument("paths", metavar="PATH", nargs="*",
+                        help="image paths as results list them (or absolute paths)")
+    remove.add_argument("--list", metavar="FILE", help="a file with one path per line")
+    remove.add_argument("--json", action="store_true", help="print the report as JSON")
+    remove.set_defaults(func=run_remove)
+
+    sync = index_sub.add_parser("sync", help="(re)build the index's vector-database collection",
+                                description=SYNC_DESCRIPTION, formatter_class=HelpFormatter)
+    sync.add_argument("index", metavar="INDEX", help="index directory")
+    sync.add_argument("--vector-db", metavar="URI",
+                      help="Milvus Lite file (relative to the index) or server URI (default: "
+                      "the index's current one, else stage1.db)")
+    sync.add_argument("--vector-index", default=DEFAULT_INDEX, choices=tuple(INDEX_TYPES),
+                      help="Milvus index type of the collection")
+    sync.add_argument("--no-progress", action="store_true")
+    sync.add_argument("--json", action="store_true", help="print the report as JSON")
+    sync.set_defaults(func=run_sync)
+
+
+ADD_DESCRIPTION = """Encode images with the index's model and add them to the index (and to
+its vector database, when it has one). Images the index already has are skipped and
+reported. The change is published at once by an atomic manifest swap: a crash leaves the
+previous index searchable, and a running `mia serve` picks the new images up without a
+restart (with a Milvus Lite file, stop the server first or run the database as a service,
+see docs/SCALE.md)."""
+
+REMOVE_DESCRIPTION = """Remove images from an index by path. Published at once (atomic manifest
+swap): no search mentions them afterwards, including a running `mia serve`. Paths the index
+does not have are reported."""
+
+SYNC_DESCRIPTION = """Put the index's global features into a Milvus collection and make it the
+index's stage 1: to add a vector database to an index, move it to another (a Milvus server),
+or rebuild a collection that disagrees with the disk. The old collection is dropped once
+the new one is published."""
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -46,7 +109,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     import mia
     from mia.data.reader import open_dataset
-    from mia.retrieval.index import build_index
+    from mia.retrieval.index import GalleryIndex, build_index
 
     retriever = mia.load(args.run, device=args.device, checkpoint=args.checkpoint)
     options = {"batch_size": args.batch_size, "dtype": args.dtype, "overwrite": args.overwrite,
@@ -60,6 +123,11 @@ def run_build(args: argparse.Namespace) -> int:
                                     "format": dataset.format}, **options)
     else:
         index = retriever.build_index(args.images, args.out, **options)
+    if args.vector_db:
+        from mia.retrieval.growth import sync
+
+        sync(args.out, args.vector_db, progress=not (args.no_progress or args.json))
+        index = GalleryIndex.open(args.out)
     if args.json:
         print_json(index.manifest)
         return 0
@@ -68,4 +136,93 @@ def run_build(args: argparse.Namespace) -> int:
     skipped = index.manifest.get("skipped", [])
     if skipped:
         print(f"skipped {len(skipped)} unreadable image(s), first: {skipped[0]}")
+    return 0
+
+
+def _relative_images(index, args) -> tuple[list[str], list]:
+    """Paths (relative to the index's photo folder) and person ids of what to add."""
+    from pathlib import Path
+
+    from mia.data.reader import open_dataset
+    from mia.retrieval.index import list_images
+    from mia.utils.errors import MiaError
+
+    root = index.image_root.resolve()
+    if args.data:
+        dataset = open_dataset(args.data, args.format, skip_bad=args.skip_bad)
+        if Path(dataset.image_root).resolve() != root:
+            raise MiaError(f"{args.data}: its photos are in {dataset.image_root}, the index's "
+                           f"in {root}; add them with --images from inside {root}")
+        records = dataset.split(args.split)
+        return [r.file_path for r in records], [r.person_id for r in records]
+    folder = Path(args.images).resolve()
+    if not folder.is_relative_to(root):
+        raise MiaError(f"{args.images}: not inside the index's photo folder {root} (paths "
+                       "in an index are relative to it)")
+    prefix = folder.relative_to(root)
+    files = [str(prefix / f) if str(prefix) != "." else f for f in list_images(folder)]
+    return files, [None] * len(files)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from mia.retrieval.growth import add_images
+    from mia.retrieval.index import GalleryIndex
+    from mia.retrieval.search import index_retriever
+
+    index = GalleryIndex.open(args.index)
+    images, person_ids = _relative_images(index, args)
+    retriever = index_retriever(index, args.run, args.device)
+    report = add_images(args.index, retriever, images, person_ids, batch_size=args.batch_size,
+                        progress=not (args.no_progress or args.json), skip_bad=args.skip_bad)
+    report["gallery"] = len(GalleryIndex.open(args.index))
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"added {report['added']} images to {args.index} (now {report['gallery']})")
+    if report["already_indexed"]:
+        print(f"skipped {len(report['already_indexed'])} already in the index, first: "
+              f"{report['already_indexed'][0]}")
+    if report["skipped"]:
+        print(f"skipped {len(report['skipped'])} unreadable, first: {report['skipped'][0]}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mia.retrieval.growth import remove_images
+    from mia.retrieval.index import GalleryIndex
+    from mia.utils.errors import MiaError
+
+    paths = list(args.paths)
+    if args.list:
+        try:
+            paths += [line.strip() for line in Path(args.list).read_text("utf-8").splitlines()
+                      if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MiaError(f"{args.list}: cannot read the list of paths ({exc})") from exc
+    if not paths:
+        raise MiaError("nothing to remove: give image paths or --list FILE")
+    GalleryIndex.open(args.index)  # a clear error before anything else
+    report = remove_images(args.index, paths)
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"removed {report['removed']} images from {args.index}")
+    if report["not_in_index"]:
+        print(f"{len(report['not_in_index'])} path(s) not in the index, first: "
+              f"{report['not_in_index'][0]}")
+    return 0
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from mia.retrieval.growth import sync
+
+    report = sync(args.index, args.vector_db, args.vector_index,
+                  progress=not (args.no_progress or args.json))
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"{report['rows']} images in collection {report['collection']} at {report['uri']} "
+          f"({report['index_type']})")
     return 0

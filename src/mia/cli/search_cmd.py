@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mia.cli.common import HelpFormatter, nonneg_float, nonneg_int, positive_int, print_json
+from mia.cli.common import (
+    BACKEND_HELP,
+    BACKENDS,
+    HelpFormatter,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    print_json,
+)
 
 DESCRIPTION = """Search a gallery index with a description. Prints the ranked images with
 the fused score sF and its parts sG, sR, sL, which stripes of each image the sentence
@@ -24,9 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--candidates", type=nonneg_int,
                         help="stage-1 candidates by sG (default: exact when the gallery fits "
                         "1 GB prepared, else 500; 0 = always exact)")
-    parser.add_argument("--backend", default="torch", choices=("torch", "faiss-flat",
-                                                                "faiss-ivf", "faiss-hnsw"),
-                        help="stage-1 candidate search")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     parser.add_argument("--run", help="run directory (default: the one that built the index)")
     parser.add_argument("--image-root", metavar="DIR",
                         help="where the gallery's photos are now (default: the folder recorded "

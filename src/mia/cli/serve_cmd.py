@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mia.cli.common import HelpFormatter, port_number, positive_int
+from mia.cli.common import BACKEND_HELP, BACKENDS, HelpFormatter, port_number, positive_int
 
 DESCRIPTION = """Serve a gallery index over HTTP: a search page at / (type a description,
 see the ranked images with their stripes shaded by the sentence's weights; hover a noun
@@ -23,8 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="where the gallery's photos are now (default: the folder recorded "
                         "at build time, or the same place relative to the index)")
     parser.add_argument("--candidates", type=positive_int, help="stage-1 candidates (large galleries)")
-    parser.add_argument("--backend", default="torch",
-                        choices=("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     parser.add_argument("--max-batch", type=positive_int, default=32,
                         help="concurrent requests answered by one pass over the gallery (1: "
                         "one request at a time)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ from mia.model.embeddings import ImageEmbeddings
 from mia.utils.errors import DatasetError, MiaError
 from mia.utils.io import atomic_open, atomic_write_json, sha256_file
 
-FORMAT = "mia-index-v2"  # v2: MLP outputs stored as scaled unit attention keys
+FORMAT = "mia-index-v3"  # v3: segments (mia index add) and removals (mia index remove)
+READABLE = ("mia-index-v2", FORMAT)  # v2: MLP outputs stored as scaled unit attention keys
 ARRAYS = ("global", "parts", "rga_keys", "bfm_keys")
 FIELDS = dict(zip(ARRAYS, ("global_", "parts", "rga_keys", "bfm_keys")))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -43,16 +45,61 @@ class IndexFileError(MiaError):
 
 
 @dataclass
-class GalleryIndex:
-    path: Path | None
-    manifest: dict
-    image_root: Path
+class Segment:
+    """Images ``start .. start + count - 1`` (global ids) of an index: a folder with the
+    arrays and ``images.json``. Segments are written once and never changed."""
+    folder: str  # relative to the index ("." for the images of the first build)
+    start: int
+    arrays: dict[str, np.ndarray]  # ARRAYS -> memory-mapped [count, ...]
     images: list[str]
     person_ids: list[int | None]
-    arrays: dict[str, np.ndarray]  # ARRAYS -> float16/float32 arrays (maybe memory-mapped)
+
+    @property
+    def count(self) -> int:
+        return len(self.images)
+
+
+class GalleryIndex:
+    """An opened index: its segments and removals. Images are addressed by position
+    ``0 .. len - 1`` over the images not removed (``live`` maps positions to the stable
+    global ids a vector database stores)."""
+
+    def __init__(self, path: Path | None, manifest: dict, image_root: Path,
+                 segments: list[Segment], removed=()):
+        self.path, self.manifest, self.image_root = path, manifest, image_root
+        self.segments = segments
+        self.starts = np.array([s.start for s in segments], dtype=np.int64)
+        every = np.concatenate([np.arange(s.start, s.start + s.count) for s in segments])
+        self.live = np.setdiff1d(every, np.asarray(removed, dtype=np.int64))
+        self.images, self.person_ids = [], []
+        dead = set(int(i) for i in removed)
+        for s in segments:
+            keep = [i for i in range(s.count) if s.start + i not in dead]
+            self.images += [s.images[i] for i in keep]
+            self.person_ids += [s.person_ids[i] for i in keep]
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], images: list[str],
+                    person_ids: list, image_root: Path = Path("."),
+                    manifest: dict | None = None) -> GalleryIndex:
+        """An in-memory index of one segment (benchmarks, tests)."""
+        return cls(None, manifest or {}, Path(image_root),
+                   [Segment(".", 0, arrays, list(images), list(person_ids))])
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.live)
+
+    @property
+    def dim(self) -> int:
+        return int(self.segments[0].arrays["global"].shape[1])
+
+    @property
+    def num_parts(self) -> int:
+        return int(self.segments[0].arrays["parts"].shape[1])
+
+    @property
+    def generation(self) -> int:
+        return int(self.manifest.get("generation", 0))
 
     @classmethod
     def open(cls, path: str | Path, mmap: bool = True,
@@ -67,31 +114,75 @@ class GalleryIndex:
                     if partial.exists() else "")
             raise IndexFileError(f"{path}: not a gallery index (no manifest.json){hint}")
         manifest = _read_json(path / "manifest.json", MANIFEST_KEYS)
-        if manifest["format"] != FORMAT or not manifest["complete"]:
+        if manifest["format"] not in READABLE or not manifest["complete"]:
             raise IndexFileError(f"{path}: not a complete {FORMAT} index (format "
                                  f"{manifest['format']!r}; rebuild it with mia index build)")
-        listing = _read_json(path / "images.json", ("images", "person_ids"))
-        try:
-            arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None,
-                                    allow_pickle=False) for name in ARRAYS}
-        except (OSError, ValueError) as exc:
-            raise IndexFileError(f"{path}: unreadable or corrupt index array ({exc})") from exc
-        G = manifest["count"]
-        if any(a.shape[0] != G for a in arrays.values()) or len(listing["images"]) != G:
-            raise IndexFileError(f"{path}: array sizes disagree with the manifest ({G} images)")
-        return cls(path, manifest, _image_root(path, manifest, image_root), listing["images"],
-                   listing["person_ids"], arrays)
+        entries = manifest.get("segments") or [{"folder": ".", "start": 0,
+                                                "count": manifest["count"]}]
+        segments = [_open_segment(path, e, mmap) for e in entries]
+        index = cls(path, manifest, _image_root(path, manifest, image_root), segments,
+                    manifest.get("removed", []))
+        if len(index) != manifest["count"]:
+            raise IndexFileError(f"{path}: {len(index)} images in its segments, "
+                                 f"{manifest['count']} in the manifest")
+        return index
+
+    def rows(self, name: str, positions=None) -> np.ndarray:
+        """Array ``name`` at ``positions`` (default all), gathered from the segments'
+        memory maps: only those rows are read from disk."""
+        if positions is None:
+            if len(self.segments) == 1 and len(self) == self.segments[0].count:
+                return self.segments[0].arrays[name]
+            positions = np.arange(len(self))
+        ids = self.live[np.asarray(positions, dtype=np.int64)]
+        seg = np.searchsorted(self.starts, ids, side="right") - 1
+        first = self.segments[0].arrays[name]
+        out = np.empty((len(ids), *first.shape[1:]), dtype=first.dtype)
+        for k in np.unique(seg):
+            pick = np.flatnonzero(seg == k)
+            local = ids[pick] - self.segments[k].start
+            order = np.argsort(local, kind="stable")  # ascending offsets: sequential reads
+            out[pick[order]] = self.segments[k].arrays[name][local[order]]
+        return out
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array over all images (copies unless the index is one untouched segment)."""
+        return {name: self.rows(name) for name in ARRAYS}
+
+    def positions(self, ids) -> np.ndarray:
+        """Positions of global ``ids`` (-1 for ids removed or unknown)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        at = np.clip(np.searchsorted(self.live, ids), 0, max(len(self.live) - 1, 0))
+        found = (self.live[at] == ids) if len(self.live) else np.zeros(len(ids), bool)
+        return np.where(found, at, -1)
 
     def embeddings(self, index=None, dtype=torch.float32) -> ImageEmbeddings:
-        """Rows ``index`` (default all) as ImageEmbeddings in ``dtype`` (always a copy)."""
-        pick = (lambda a: a) if index is None else (lambda a: a[index])
+        """Rows ``index`` (positions, default all) as ImageEmbeddings in ``dtype`` (copies)."""
         with warnings.catch_warnings():  # read-only memory maps: only read, then copied
             warnings.simplefilter("ignore", UserWarning)
             return ImageEmbeddings(**{field: torch.from_numpy(np.ascontiguousarray(
-                pick(self.arrays[name]))).to(dtype, copy=True) for name, field in FIELDS.items()})
+                self.rows(name, index))).to(dtype, copy=True)
+                for name, field in FIELDS.items()})
 
     def image_path(self, i: int) -> Path:
         return self.image_root / self.images[i]
+
+
+def _open_segment(path: Path, entry: dict, mmap: bool) -> Segment:
+    folder = path / entry["folder"]
+    listing = _read_json(folder / "images.json", ("images", "person_ids"))
+    try:
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None,
+                                allow_pickle=False) for name in ARRAYS}
+    except (OSError, ValueError) as exc:
+        raise IndexFileError(f"{folder}: unreadable or corrupt index array ({exc})") from exc
+    count = entry["count"]
+    if any(a.shape[0] != count for a in arrays.values()) or len(listing["images"]) != count:
+        raise IndexFileError(f"{folder}: array sizes disagree with the manifest "
+                             f"({count} images)")
+    return Segment(entry["folder"], entry["start"], arrays, listing["images"],
+                   listing["person_ids"])
 
 
 MANIFEST_KEYS = ("format", "complete", "count", "dim", "parts", "dtype", "image_root", "model")
@@ -256,7 +347,9 @@ def _finish(work: Path, out: Path, plan: dict, person_ids: list, image_root: Pat
     first = shards[0]
     root = Path(image_root).resolve()
     atomic_write_json(work / "manifest.json", {
-        "format": FORMAT, "complete": True, "count": len(kept),
+        "format": FORMAT, "complete": True, "count": len(kept), "uid": uuid.uuid4().hex,
+        "generation": 0, "next_id": len(kept),
+        "segments": [{"folder": ".", "start": 0, "count": len(kept)}], "removed": [],
         "dim": int(first["global"].shape[1]), "parts": int(first["parts"].shape[1]),
         "dtype": plan["dtype"], "image_root": str(root),
         "image_root_relative": os.path.relpath(root, out.resolve().parent),

@@ -9,6 +9,10 @@ noun phrase, its best-matching stripe under BFM (P->N).
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,12 +20,24 @@ import torch.nn.functional as F
 from mia.model.embeddings import TextEmbeddings
 from mia.model.similarity import fuse, paired_attention
 from mia.retrieval.candidates import CandidateIndex
+from mia.retrieval.growth import stage1_db
 from mia.retrieval.index import GalleryIndex, check_fingerprint, model_fingerprint
 from mia.retrieval.scoring import Gallery, score_all, score_prepared
+from mia.retrieval.vectordb import VectorDB
 from mia.text.queries import QueryError, read_query
+from mia.utils.errors import MiaError
+
+log = logging.getLogger(__name__)
 
 EXHAUSTIVE_MB = 1024  # galleries whose prepared tensors fit this are scored exhaustively
 DEFAULT_CANDIDATES = 500
+
+
+def _manifest_stamp(index: GalleryIndex):
+    if index.path is None:
+        return None
+    stat = os.stat(index.path / "manifest.json")
+    return stat.st_mtime_ns, stat.st_ino, stat.st_size
 
 
 def index_retriever(index: GalleryIndex, run=None, device: str = "auto"):
@@ -37,24 +53,48 @@ class Searcher:
 
     def __init__(self, index: GalleryIndex, retriever, *, lambda1: float | None = None,
                  lambda2: float | None = None, candidates: int | None = None,
-                 backend: str = "torch", check: bool = True):
+                 backend: str = "auto", check: bool = True):
         if check:
             check_fingerprint(index, model_fingerprint(retriever.trained))
-        self.index, self.retriever = index, retriever
+        self.retriever = retriever
         self.lambda1 = retriever.lambdas[0] if lambda1 is None else lambda1
         self.lambda2 = retriever.lambdas[1] if lambda2 is None else lambda2
         self.candidates = candidates
+        if backend == "auto":
+            backend = "milvus" if index.manifest.get("stage1") else "torch"
+        if backend == "milvus" and not index.manifest.get("stage1"):
+            raise MiaError(f"{index.path} has no vector database (mia index sync adds one)")
         self.backend = backend
-        self._stage1: CandidateIndex | None = None
+        self._reload = threading.Lock()
+        self._use(index)
+
+    def _use(self, index: GalleryIndex) -> None:
+        self.index = index
+        self._stage1: CandidateIndex | VectorDB | None = None
         self._gallery: Gallery | None = None  # prepared once for exhaustive search
-        per_image = Gallery.bytes_per_image(index.arrays["global"].shape[1],
-                                            index.arrays["parts"].shape[1])
+        self._stamp = _manifest_stamp(index)
+        per_image = Gallery.bytes_per_image(index.dim, index.num_parts)
         self.exhaustive_up_to = EXHAUSTIVE_MB * 2**20 // per_image
+        if self.backend == "milvus":
+            self._stage1 = stage1_db(index)  # checked against the disk now, not mid-query
+
+    def refresh(self) -> bool:
+        """Reopen the index if ``mia index add/remove/sync`` published a change since it
+        was opened (one stat of its manifest); True when it did."""
+        if self.index.path is None or _manifest_stamp(self.index) == self._stamp:
+            return False
+        with self._reload:
+            if _manifest_stamp(self.index) == self._stamp:
+                return False  # another thread reloaded it meanwhile
+            self._use(GalleryIndex.open(self.index.path, image_root=self.index.image_root))
+        log.info("index %s reloaded: generation %d, %d images", self.index.path,
+                 self.index.generation, len(self.index))
+        return True
 
     @property
-    def stage1(self) -> CandidateIndex:
+    def stage1(self) -> CandidateIndex | VectorDB:
         if self._stage1 is None:
-            self._stage1 = CandidateIndex(self.index.arrays["global"], self.backend)
+            self._stage1 = CandidateIndex(self.index.rows("global"), self.backend)
         return self._stage1
 
     def encode(self, text: str) -> tuple[TextEmbeddings, list[list[str]], list[str]]:
@@ -72,7 +112,11 @@ class Searcher:
         if count is None and G <= self.exhaustive_up_to or count is not None and count >= G:
             return None
         t_hat = F.normalize(txt.global_.float(), dim=-1)
-        return self.stage1.search(t_hat, count or DEFAULT_CANDIDATES)[1][0]
+        found = self.stage1.search(t_hat, count or DEFAULT_CANDIDATES)[1][0]
+        if self.backend != "milvus":
+            return found
+        positions = torch.from_numpy(self.index.positions(found.numpy()))
+        return positions[positions >= 0]  # rows of unpublished adds or removals dropped
 
     def scores(self, txt: TextEmbeddings, ids: torch.Tensor | None,
                chunk: int = 8192) -> dict[str, torch.Tensor]:
@@ -104,6 +148,7 @@ class Searcher:
         exhaustively, they share one pass over the gallery's features."""
         if top_k < 1:
             raise QueryError("top must be at least 1")
+        self.refresh()
         answers: list[dict | QueryError | None] = [None] * len(texts)
         encoded = {}
         for i, text in enumerate(texts):
@@ -150,6 +195,7 @@ class Searcher:
         for rank, (col, gid) in enumerate(zip(best.tolist(), gallery_ids.tolist()), 1):
             results.append({
                 "rank": rank, "image": str(self.index.images[gid]), "index": gid,
+                "id": int(self.index.live[gid]),
                 "person_id": self.index.person_ids[gid],
                 "score": round(float(scores["sF"][0, col]), 6),
                 "sG": round(float(scores["sG"][0, col]), 6),

@@ -4,12 +4,15 @@ Routes:
     GET  /                      the search page (self-contained HTML, no CDN)
     GET  /api/search?q=&top=    ranked, explained results (same JSON as ``mia search``)
     POST /api/search            {"query": "...", "top": 10}
-    GET  /api/health            {"status": "ok", "gallery": N}
-    GET  /image/{i}             the i-th gallery image
+    GET  /api/health            {"status": "ok", "gallery": N, ...}; 503 when the vector
+                                database does not answer
+    GET  /image/{i}             the image at position i of the current index
     GET  /gallery/{path}        a gallery image by its path in the index
     GET  /docs, /openapi.json   the OpenAPI description
 
-Only gallery images are ever served: a path is looked up in the index's own list and
+The index is reloaded when ``mia index add/remove/sync`` publishes a change (checked with
+one stat per request), so additions are served and removed images are not, without a
+restart. Only gallery images are ever served: a path is looked up in the index's own list and
 must resolve inside the image root (so ``..``, absolute paths, encoded traversal and
 symlinks out of the gallery all get 404). Bad requests get 4xx with a message; an
 unexpected error gets a plain 500 message, never a stack trace.
@@ -78,13 +81,22 @@ class SearchRequest(BaseModel):
 
 
 def create_app(index_path: str | Path, run: str | Path | None = None,
-               candidates: int | None = None, backend: str = "torch",
+               candidates: int | None = None, backend: str = "auto",
                image_root: str | Path | None = None, max_batch: int = 32) -> FastAPI:
     index = GalleryIndex.open(index_path, image_root=image_root)
     searcher = Searcher(index, index_retriever(index, run), candidates=candidates,
                         backend=backend)
-    root = index.image_root.resolve()
-    by_path = {p: i for i, p in enumerate(index.images)}
+    paths: dict = {}  # the current index's path -> position, rebuilt after a reload
+
+    def current() -> tuple:
+        """(index, photo folder, path -> position) as of the last published change."""
+        searcher.refresh()
+        index = searcher.index
+        if paths.get("index") is not index:
+            paths.update(index=index, root=index.image_root.resolve(),
+                         by_path={p: i for i, p in enumerate(index.images)})
+        return index, paths["root"], paths["by_path"]
+
     batcher = Batcher(searcher, max_batch)
 
     app = FastAPI(title="MIA person search",
@@ -108,8 +120,16 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
         return resources.files("mia.serving").joinpath("page.html").read_text("utf-8")
 
     @app.get("/api/health")
-    def health() -> dict:
-        return {"status": "ok", "gallery": len(index)}
+    def health():
+        try:
+            index = current()[0]
+            if searcher.backend == "milvus":
+                searcher.stage1.count()  # the vector database answers
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return JSONResponse({"status": "error", "detail": str(exc).splitlines()[0]},
+                                status_code=503)
+        return {"status": "ok", "gallery": len(index), "generation": index.generation,
+                "stage1": searcher.backend}
 
     @app.get("/api/search")
     def search_get(q: str = Query(..., max_length=MAX_QUERY_CHARS, description="description"),
@@ -120,7 +140,7 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
     def search_post(body: SearchRequest) -> dict:
         return run_search(body.query, body.top)
 
-    def gallery_file(i: int) -> FileResponse:
+    def gallery_file(index, root, i: int) -> FileResponse:
         path = (root / index.images[i]).resolve()
         if not path.is_relative_to(root) or not path.is_file():  # symlinks out, deleted files
             raise HTTPException(status_code=404, detail="not a gallery image")
@@ -128,15 +148,17 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
 
     @app.get("/image/{i}")
     def image(i: int) -> FileResponse:
+        index, root, _ = current()
         if not 0 <= i < len(index):
             raise HTTPException(status_code=404, detail="not a gallery image")
-        return gallery_file(i)
+        return gallery_file(index, root, i)
 
     @app.get("/gallery/{path:path}")
     def gallery(path: str) -> FileResponse:
+        index, root, by_path = current()
         if path not in by_path:
             raise HTTPException(status_code=404, detail="not a gallery image")
-        return gallery_file(by_path[path])
+        return gallery_file(index, root, by_path[path])
 
     return app
 

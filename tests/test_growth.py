@@ -1,0 +1,224 @@
+"""A growing index: add, remove, crash safety, the vector-database stage 1, live reload."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mia
+from mia.cli.main import main
+from mia.retrieval import growth
+from mia.retrieval.index import GalleryIndex, build_index
+from mia.retrieval.search import Searcher
+from mia.retrieval.vectordb import VectorDB, VectorDBError
+
+
+@pytest.fixture
+def grown(index_dir, tmp_path):
+    """A copy of the test-split index (the session's index stays untouched)."""
+    copy = tmp_path / "index"
+    shutil.copytree(index_dir, copy)
+    return copy
+
+
+def split_paths(synth_dir, split):
+    from mia.data.reader import open_dataset
+
+    return [r.file_path for r in open_dataset(synth_dir).split(split)]
+
+
+def ranked(searcher, query, candidates=None):
+    answer = searcher.search(query, top_k=1000, candidates=candidates)
+    return [(r["image"], round(r["score"], 4)) for r in answer["results"]]
+
+
+def test_added_split_ranks_exactly_like_one_build_of_both(grown, trained_run, synth_dir,
+                                                          tmp_path, capsys):
+    assert main(["index", "add", str(grown), "--data", str(synth_dir), "--split", "val",
+                 "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    test, val = split_paths(synth_dir, "test"), split_paths(synth_dir, "val")
+    assert report["added"] == len(val) and report["gallery"] == len(test) + len(val)
+    index = GalleryIndex.open(grown)
+    assert index.images == test + val and index.generation == 1
+    assert len(index.segments) == 2
+
+    retriever = mia.load(trained_run[0])
+    from mia.data.reader import open_dataset
+
+    ds = open_dataset(synth_dir)
+    both = build_index(tmp_path / "both", retriever, test + val,
+                       [r.person_id for r in ds.split("test") + ds.split("val")],
+                       ds.image_root, source={}, progress=False)
+    np.testing.assert_array_equal(index.rows("parts"), both.rows("parts"))
+    query = ds.split("val")[0].captions[0]
+    assert ranked(Searcher(index, retriever), query) == ranked(Searcher(both, retriever), query)
+
+    # the same split again: nothing added, every image reported as already indexed
+    assert main(["index", "add", str(grown), "--data", str(synth_dir), "--split", "val",
+                 "--no-progress", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["added"] == 0 and sorted(again["already_indexed"]) == sorted(val)
+    assert GalleryIndex.open(grown).generation == 1
+
+
+def test_removed_images_never_come_back(grown, trained_run, synth_dir, capsys):
+    test = split_paths(synth_dir, "test")
+    index = GalleryIndex.open(grown)
+    gone = [test[0], str(index.image_root.resolve() / test[3])]  # relative and absolute
+    assert main(["index", "remove", str(grown), *gone, "no/such.jpg", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"removed": 2, "not_in_index": ["no/such.jpg"]}
+    after = GalleryIndex.open(grown)
+    assert len(after) == len(test) - 2 and test[0] not in after.images
+    assert after.images == [p for p in test if p not in (test[0], test[3])]
+    np.testing.assert_array_equal(after.rows("global", [0]), index.rows("global", [1]))
+    searcher = Searcher(after, mia.load(trained_run[0]))
+    for candidates in (None, 5):
+        found = {r["image"] for r in searcher.search("a person", 1000, candidates)["results"]}
+        assert test[0] not in found and test[3] not in found
+    assert main(["index", "remove", str(grown), test[0], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 0
+
+
+def test_crash_during_add_leaves_previous_index_and_next_add_works(grown, trained_run,
+                                                                   synth_dir, monkeypatch):
+    before = GalleryIndex.open(grown)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(growth, "_publish", crash)
+    retriever = mia.load(trained_run[0])
+    val = split_paths(synth_dir, "val")
+    with pytest.raises(KeyboardInterrupt):
+        growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
+    still = GalleryIndex.open(grown)
+    assert still.images == before.images and still.generation == before.generation
+    monkeypatch.undo()
+    report = growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
+    assert report["added"] == len(val)
+    assert GalleryIndex.open(grown).images == before.images + val
+
+
+def test_add_refuses_images_outside_the_photo_folder(grown, tmp_path, capsys):
+    assert main(["index", "add", str(grown), "--images", str(tmp_path)]) == 2
+    assert "not inside the index's photo folder" in capsys.readouterr().err
+
+
+def test_vector_database_stage1_agrees_with_exact_stage1(grown, trained_run, synth_dir,
+                                                         capsys):
+    pytest.importorskip("pymilvus", reason="needs the vectordb extra")
+    assert main(["index", "sync", str(grown), "--vector-index", "FLAT", "--no-progress",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    index = GalleryIndex.open(grown)
+    assert report["rows"] == len(index) and index.manifest["stage1"]["uri"] == "stage1.db"
+    retriever = mia.load(trained_run[0])
+    query = "a man in a red shirt"
+    db_search = Searcher(index, retriever)
+    assert db_search.backend == "milvus"
+    exact = Searcher(index, retriever, backend="torch")
+    assert ranked(db_search, query, 7) == ranked(exact, query, 7)
+
+    # grow and shrink with the database: it follows, and results never name removed ids
+    val = split_paths(synth_dir, "val")
+    growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
+    growth.remove_images(grown, [val[0]])
+    assert db_search.refresh()
+    assert db_search.stage1.count() == len(db_search.index) == len(index) + len(val) - 1
+    assert ranked(db_search, query, 9) == ranked(Searcher(db_search.index, retriever,
+                                                           backend="torch"), query, 9)
+    found = {r["image"] for r in db_search.search(query, 100, len(db_search.index) - 1)
+             ["results"]}
+    assert val[0] not in found and val[1] in found
+
+
+def test_database_rows_of_an_unpublished_add_are_dropped_then_cleaned(grown, trained_run,
+                                                                      synth_dir, monkeypatch):
+    pytest.importorskip("pymilvus", reason="needs the vectordb extra")
+    growth.sync(grown, progress=False)
+    retriever = mia.load(trained_run[0])
+    val = split_paths(synth_dir, "val")
+    monkeypatch.setattr(growth, "_publish", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # inserted into the database, never published
+        growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
+    monkeypatch.undo()
+    index = GalleryIndex.open(grown)
+    searcher = Searcher(index, retriever)  # tolerated: the extra ids are not the index's
+    assert searcher.stage1.count() == len(index) + len(val)
+    found = {r["image"] for r in searcher.search("a person", 100, len(index) - 1)["results"]}
+    assert found and found <= set(index.images)
+    growth.add_images(grown, retriever, val[:2], [None, None], progress=False)
+    assert searcher.refresh() and searcher.stage1.count() == len(index) + 2
+
+
+def test_database_missing_rows_is_a_clear_error(grown, trained_run):
+    pytest.importorskip("pymilvus", reason="needs the vectordb extra")
+    growth.sync(grown, progress=False)
+    index = GalleryIndex.open(grown)
+    db = growth.stage1_db(index)
+    db.delete([int(index.live[0]), int(index.live[1])])
+    with pytest.raises(VectorDBError, match=rf"holds {len(index) - 2} of the images.*has "
+                                            rf"{len(index)}.*mia index sync"):
+        Searcher(index, mia.load(trained_run[0]))
+    growth.sync(grown, progress=False)  # the repair
+    assert growth.stage1_db(GalleryIndex.open(grown)).count() == len(index)
+
+
+def test_unreachable_database_and_busy_lite_file_are_clear_errors(tmp_path):
+    pytest.importorskip("pymilvus", reason="needs the vectordb extra")
+    with pytest.raises(VectorDBError, match="cannot reach the vector database at "
+                                            "http://127.0.0.1:9"):
+        VectorDB("http://127.0.0.1:9", "c").exists()
+    lite = str(tmp_path / "busy.db")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; h = open(sys.argv[1] + '.lock', 'a'); "
+        "fcntl.flock(h, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"), lite],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(VectorDBError, match="in use by another process"):
+            VectorDB(lite, "c")
+    finally:
+        holder.kill()
+
+
+def test_serve_picks_up_additions_and_removals_without_restart(grown, trained_run, synth_dir):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mia.serving.app import create_app
+
+    client = TestClient(create_app(grown))
+    test, val = split_paths(synth_dir, "test"), split_paths(synth_dir, "val")
+    assert client.get("/api/health").json()["gallery"] == len(test)
+    assert client.get(f"/gallery/{val[0]}").status_code == 404
+    growth.add_images(grown, mia.load(trained_run[0]), val, [None] * len(val), progress=False)
+    health = client.get("/api/health").json()
+    assert health["gallery"] == len(test) + len(val) and health["generation"] == 1
+    assert client.get(f"/gallery/{val[0]}").status_code == 200
+    found = {r["image"] for r in client.get("/api/search", params={"q": "a person",
+                                                                   "top": 100}).json()["results"]}
+    assert set(val) <= found
+    growth.remove_images(grown, [val[0], test[0]])
+    assert client.get(f"/gallery/{val[0]}").status_code == 404
+    found = {r["image"] for r in client.get("/api/search", params={"q": "a person",
+                                                                   "top": 100}).json()["results"]}
+    assert val[0] not in found and test[0] not in found and val[1] in found
+
+
+def test_a_v2_index_opens_and_grows_into_v3(grown, trained_run, synth_dir):
+    manifest = json.loads((grown / "manifest.json").read_text())
+    for key in ("segments", "next_id", "removed", "uid", "generation"):
+        manifest.pop(key)
+    (grown / "manifest.json").write_text(json.dumps({**manifest, "format": "mia-index-v2"}))
+    old = GalleryIndex.open(grown)
+    assert len(old) == manifest["count"] and old.generation == 0
+    val = split_paths(synth_dir, "val")
+    growth.add_images(grown, mia.load(trained_run[0]), val, [None] * len(val), progress=False)
+    new = GalleryIndex.open(grown)
+    assert new.manifest["format"] == "mia-index-v3" and new.images == old.images + val
