@@ -9,7 +9,9 @@ from mia.cli.common import BACKEND_HELP, BACKENDS, HelpFormatter, port_number, p
 DESCRIPTION = """Serve a gallery index over HTTP: a search page at / (type a description,
 see the ranked images with their stripes shaded by the sentence's weights; hover a noun
 phrase to see its best stripe in each image) and a JSON API at /api/search described by
-OpenAPI at /docs. Binds to loopback by default; only gallery images are served."""
+OpenAPI at /docs. Binds to loopback by default; only gallery images are served. Changes
+published by `mia index add/remove/sync` are picked up without a restart; stage 1 runs
+on the index's vector database when it has one (docs/SCALE.md)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -112,30 +112,38 @@ def add_images(index_dir: str | Path, retriever, images: list[str], person_ids: 
         report = {"added": 0, "already_indexed": already, "skipped": []}
         if not new:
             return report
-        db = stage1_db(index)
+        stage1_db(index)  # an unreachable or disagreeing database fails before encoding
         start = index.manifest.get("next_id", len(index))
         folder = f"segments/seg-{start:09d}"
         with contextlib.suppress(FileNotFoundError):  # never published: an interrupted add
             shutil.rmtree(index_dir / folder)
-        segment = build_index(index_dir / folder, retriever, new, pids, index.image_root,
-                              source={"added_to": str(index_dir)}, batch_size=batch_size,
-                              dtype=index.manifest["dtype"], progress=progress,
-                              skip_bad=skip_bad)
-        count = len(segment)
-        if db is not None:
-            _clean(db, index)
-            db.insert(np.arange(start, start + count), segment.rows("global"))
-        manifest = dict(index.manifest)
-        manifest["segments"] = [*manifest.get("segments", [{"folder": ".", "start": 0,
-                                                           "count": manifest["count"]}]),
-                                {"folder": folder, "start": start, "count": count}]
-        manifest["next_id"] = start + count
-        manifest["count"] = len(index) + count
-        manifest["skipped"] = [*manifest.get("skipped", []),
-                               *segment.manifest.get("skipped", [])]
-        _publish(index, manifest)
-        report.update(added=count, skipped=segment.manifest.get("skipped", []))
+        build_index(index_dir / folder, retriever, new, pids, index.image_root,
+                    source={"added_to": str(index_dir)}, batch_size=batch_size,
+                    dtype=index.manifest["dtype"], progress=progress, skip_bad=skip_bad)
+        report.update(publish_segment(index, folder))
         return report
+
+
+def publish_segment(index: GalleryIndex, folder: str) -> dict:
+    """Give the segment written in ``index.path / folder`` (a complete single-segment
+    index, images new to ``index``) the next global ids: insert its global features into
+    the vector database, then publish. The caller holds the writer lock."""
+    db = stage1_db(index)
+    segment = GalleryIndex.open(index.path / folder)
+    start = index.manifest.get("next_id", len(index))
+    count = len(segment)
+    if db is not None:
+        _clean(db, index)
+        db.insert(np.arange(start, start + count), segment.rows("global"))
+    manifest = dict(index.manifest)
+    manifest["segments"] = [*manifest.get("segments", [{"folder": ".", "start": 0,
+                                                       "count": manifest["count"]}]),
+                            {"folder": folder, "start": start, "count": count}]
+    manifest["next_id"] = start + count
+    manifest["count"] = len(index) + count
+    manifest["skipped"] = [*manifest.get("skipped", []), *segment.manifest.get("skipped", [])]
+    _publish(index, manifest)
+    return {"added": count, "skipped": segment.manifest.get("skipped", [])}
 
 
 def remove_images(index_dir: str | Path, paths: list[str]) -> dict:
@@ -178,7 +186,7 @@ def sync(index_dir: str | Path, uri: str | None = None, index_type: str = DEFAUL
         name = f"mia_{index.manifest.get('uid', 'index')}_{index.generation + 1}"
         db = VectorDB(resolve_uri(uri, index_dir), name)
         db.drop()
-        db.create(index.dim, index_type)
+        db.create(index.dim, index_type, rows=len(index))
         bar = tqdm(total=len(index), desc="vector database", unit="img",
                    disable=not progress)
         chunk = 50_000

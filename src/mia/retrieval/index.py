@@ -67,6 +67,7 @@ class GalleryIndex:
     def __init__(self, path: Path | None, manifest: dict, image_root: Path,
                  segments: list[Segment], removed=()):
         self.path, self.manifest, self.image_root = path, manifest, image_root
+        self.root_override = None
         self.segments = segments
         self.starts = np.array([s.start for s in segments], dtype=np.int64)
         every = np.concatenate([np.arange(s.start, s.start + s.count) for s in segments])
@@ -122,6 +123,7 @@ class GalleryIndex:
         segments = [_open_segment(path, e, mmap) for e in entries]
         index = cls(path, manifest, _image_root(path, manifest, image_root), segments,
                     manifest.get("removed", []))
+        index.root_override = image_root  # what a reload of this index is given again
         if len(index) != manifest["count"]:
             raise IndexFileError(f"{path}: {len(index)} images in its segments, "
                                  f"{manifest['count']} in the manifest")

@@ -86,7 +86,8 @@ class Searcher:
         with self._reload:
             if _manifest_stamp(self.index) == self._stamp:
                 return False  # another thread reloaded it meanwhile
-            self._use(GalleryIndex.open(self.index.path, image_root=self.index.image_root))
+            self._use(GalleryIndex.open(self.index.path,
+                                        image_root=self.index.root_override))
         log.info("index %s reloaded: generation %d, %d images", self.index.path,
                  self.index.generation, len(self.index))
         return True

@@ -22,11 +22,18 @@ import numpy as np
 
 from mia.utils.errors import MiaError
 
-INDEX_TYPES = {  # Milvus index -> (build params, search params for a count C)
-    "HNSW": ({"M": 32, "efConstruction": 200}, lambda c, p: {"ef": max(p, 2 * c)}),
-    "IVF_FLAT": ({"nlist": 1024}, lambda c, p: {"nprobe": p}),
-    "FLAT": ({}, lambda c, p: {}),
+INDEX_TYPES = {  # Milvus index -> (build params for N rows, search params for C, p)
+    "HNSW": (lambda n: {"M": 32, "efConstruction": 200}, lambda c, p: {"ef": max(p, 2 * c)}),
+    "IVF_FLAT": (lambda n: {"nlist": ivf_cells(n)}, lambda c, p: {"nprobe": p}),
+    "FLAT": (lambda n: {}, lambda c, p: {}),
 }
+
+
+def ivf_cells(rows: int) -> int:
+    """Inverted lists for ``rows`` vectors: about 4 sqrt(N), at least 39 rows per cell
+    (FAISS's own rule for training k-means); fixed when the collection is built, so a
+    collection that grew tenfold is worth rebuilding (mia index sync)."""
+    return int(max(1, min(4 * rows ** 0.5, rows // 39, 65536)))
 DEFAULT_INDEX = "IVF_FLAT"
 INSERT_BATCH = 5000
 
@@ -88,13 +95,13 @@ class VectorDB:
     def __init__(self, uri: str, collection: str):
         self.uri, self.collection = uri, collection
         self.client = _client(uri)
-        self.params = 16  # nprobe (IVF) or the least ef (HNSW)
+        self.params = 32  # nprobe (IVF) or the least ef (HNSW)
         self._search_params = None
 
     def exists(self) -> bool:
         return bool(self.client.has_collection(self.collection))
 
-    def create(self, dim: int, index_type: str = DEFAULT_INDEX) -> None:
+    def create(self, dim: int, index_type: str = DEFAULT_INDEX, rows: int = 100_000) -> None:
         from pymilvus import DataType
 
         if index_type not in INDEX_TYPES:
@@ -105,7 +112,7 @@ class VectorDB:
         schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
         params = self.client.prepare_index_params()
         params.add_index(field_name="vec", index_type=index_type, metric_type="IP",
-                         params=INDEX_TYPES[index_type][0])
+                         params=INDEX_TYPES[index_type][0](rows))
         self.client.create_collection(self.collection, schema=schema, index_params=params)
 
     def drop(self) -> None:

@@ -1,0 +1,246 @@
+"""Galleries that outgrow memory: stage 1 on a vector database, stage 2 from disk.
+
+Writes a synthetic index of G images (person-structured features as in bench_search.py,
+float16, one memory-mapped segment: 38 KB per image at D = 1024, so 1,000,000 images are
+38 GB on disk) under --work, puts its global features into a Milvus collection with
+`mia index sync` (by default a Milvus Lite server started as a separate process, as in
+production; --embedded runs it inside this process), then answers queries through
+mia.retrieval.search.Searcher: stage 1 on the database (top C by sG), stage 2 (exact
+sF = sG + sR + 0.5 sL on the C candidates, their rows read from the memory-mapped files),
+and the explanations of the top 10. Prints p50/p95 of stage 1, stage 2 and end to end,
+the share of the exhaustive sF top-10 found (exhaustive scores streamed once over every
+image for --recall-queries queries), resident memory of this process and of the database
+server, and the time to add --add images (segment written to disk + database insert +
+publication; encoding excluded).
+
+    python benchmarks/bench_vectordb.py --images 100000 --work /data/vdb
+    python benchmarks/bench_vectordb.py --images 1000000 --work /data/vdb --recall-queries 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_search import make_queries, rss_mb  # noqa: E402
+from common import machine_line  # noqa: E402
+from mia.retrieval import growth  # noqa: E402
+from mia.retrieval.index import ARRAYS, FORMAT, GalleryIndex  # noqa: E402
+from mia.retrieval.scoring import score_all  # noqa: E402
+from mia.retrieval.search import Searcher  # noqa: E402
+from mia.utils.io import atomic_write_json  # noqa: E402
+
+N_PARTS = 6
+
+
+def write_segment(folder: Path, start: int, count: int, proto: torch.Tensor, seed: int,
+                  chunk: int = 20000, progress: bool = True) -> None:
+    """A complete one-segment index of synthetic features for ids start .. start+count-1:
+    global = the person's prototype + noise; parts = global + noise drawn from a bank (so
+    writing 38 GB costs the disk, not the random-number generator); unit keys."""
+    gen = torch.Generator().manual_seed(seed)
+    D = proto.shape[1]
+    bank = torch.randn(8192, N_PARTS, D, generator=gen)
+    keys = F.normalize(torch.randn(8192, N_PARTS, D, generator=gen), dim=-1).half()
+    folder.mkdir(parents=True, exist_ok=True)
+    shapes = {"global": (count, D), **{n: (count, N_PARTS, D) for n in ARRAYS[1:]}}
+    files = {n: np.lib.format.open_memmap(folder / f"{n}.npy", "w+", np.float16, shapes[n])
+             for n in ARRAYS}
+    pids = torch.randint(0, len(proto), (count,), generator=gen)
+    for s in tqdm(range(0, count, chunk), desc="writing features", disable=not progress):
+        e = min(s + chunk, count)
+        g = proto[pids[s:e]] + 0.8 * torch.randn(e - s, D, generator=gen)
+        files["global"][s:e] = g.half().numpy()
+        pick = torch.randint(0, len(bank), (e - s,), generator=gen)
+        files["parts"][s:e] = (g[:, None] + bank[pick]).half().numpy()
+        for n, shift in (("rga_keys", 1), ("bfm_keys", 2)):
+            files[n][s:e] = keys[(pick + shift) % len(keys)].numpy()
+    for f in files.values():
+        f.flush()
+    del files
+    atomic_write_json(folder / "images.json", {
+        "images": [f"cam/{start + i:08d}.jpg" for i in range(count)],
+        "person_ids": pids.tolist()}, indent=None)
+    atomic_write_json(folder / "manifest.json", {
+        "format": FORMAT, "complete": True, "count": count, "dim": D, "parts": N_PARTS,
+        "dtype": "float16", "image_root": "/nonexistent", "model": {}, "uid": f"bench{seed}",
+        "generation": 0, "next_id": count, "removed": [],
+        "segments": [{"folder": ".", "start": 0, "count": count}]})
+
+
+def prototypes(people: int, dim: int, clusters: int, seed: int = 0) -> torch.Tensor:
+    """One feature per person (3 images each). With ``clusters``, people share one of that
+    many appearance groups (centre + 0.6 x noise per person), as real pedestrians share
+    clothing; without, every person is an independent direction (no structure for an
+    approximate index to use: its worst case)."""
+    gen = torch.Generator().manual_seed(seed)
+    people = max(people, 1)
+    if not clusters:
+        return torch.randn(people, dim, generator=gen)
+    centres = torch.randn(clusters, dim, generator=gen)
+    group = torch.randint(0, clusters, (people,), generator=gen)
+    return centres[group] + 0.6 * torch.randn(people, dim, generator=gen)
+
+
+def exhaustive_top10(index: GalleryIndex, txt, chunk: int = 16384) -> torch.Tensor:
+    fused = []
+    for s in tqdm(range(0, len(index), chunk), desc="exhaustive scores", leave=False):
+        sc = score_all(index.embeddings(np.arange(s, min(s + chunk, len(index)))), txt,
+                       keys=("sG", "sR", "sL"))
+        fused.append(sc["sG"] + sc["sR"] + 0.5 * sc["sL"])
+    return torch.topk(torch.cat(fused, 1), 10, dim=1).indices
+
+
+def rss_of(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+                               str(data_dir), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return server, f"http://127.0.0.1:{port}"
+        time.sleep(0.1)
+    raise RuntimeError("the Milvus Lite server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--work", required=True, help="a folder on the disk to measure")
+    parser.add_argument("--vector-index", default="IVF_FLAT", choices=("IVF_FLAT", "HNSW",
+                                                                       "FLAT"))
+    parser.add_argument("--nprobe", type=int, default=32, help="IVF cells probed (HNSW: ef)")
+    parser.add_argument("--candidates", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--clusters", type=int, default=0,
+                        help="appearance groups of the synthetic people (0: none, the worst "
+                        "case for an approximate index)")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--recall-queries", type=int, default=50)
+    parser.add_argument("--add", type=int, default=10_000, help="images added at the end")
+    parser.add_argument("--embedded", action="store_true",
+                        help="Milvus Lite inside this process instead of a server process")
+    parser.add_argument("--uri", help="an existing Milvus server instead of starting one")
+    parser.add_argument("--keep", action="store_true", help="reuse --work's index if present")
+    args = parser.parse_args()
+    print(machine_line())
+    work = Path(args.work)
+    index_dir = work / "index"
+    proto = prototypes(args.images // 3, args.dim, args.clusters)
+    if not (args.keep and (index_dir / "manifest.json").is_file()):
+        shutil.rmtree(work, ignore_errors=True)
+        t0 = time.perf_counter()
+        write_segment(index_dir, 0, args.images, proto, seed=1)
+        print(f"wrote {args.images:,} images x D={args.dim} ({disk_gb(index_dir):.1f} GB) "
+              f"in {time.perf_counter() - t0:.0f} s")
+    server = None
+    if args.uri:
+        uri = args.uri
+    elif args.embedded:
+        uri = "stage1.db"
+    else:
+        server, uri = start_server(work / "milvus")
+    t0 = time.perf_counter()
+    if args.keep and GalleryIndex.open(index_dir).manifest.get("stage1", {}).get("uri") == uri:
+        print("database collection reused")
+    else:
+        growth.sync(index_dir, uri, args.vector_index)
+        print(f"database: {args.vector_index} collection of {args.images:,} images at {uri} "
+              f"built in {time.perf_counter() - t0:.0f} s")
+
+    index = GalleryIndex.open(index_dir)
+    base_rss = rss_mb()
+    stub = SimpleNamespace(lambdas=(1.0, 0.5))  # a Retriever as far as search needs
+    searcher = Searcher(index, stub, check=False, backend="milvus")
+    searcher.stage1.params = args.nprobe
+    queries = make_queries(proto, args.queries)
+    phrases = [f"phrase {j}" for j in range(6)]
+    R = min(args.recall_queries, args.queries)
+    t0 = time.perf_counter()
+    exact = exhaustive_top10(index, queries.select(slice(0, R))) if R else None
+    if R:
+        print(f"exhaustive sF top-10 of {R} queries: {time.perf_counter() - t0:.0f} s")
+    print(f"\n{args.images:,} images, D={args.dim}, {args.clusters or 'no'} appearance groups, "
+          f"stage 1 {args.vector_index} "
+          f"(nprobe/ef {args.nprobe}), {args.queries} queries; dropping the page cache is "
+          f"not possible here, so the first pass over the disk is measured as it comes")
+    print("| C | stage 1 p50 / p95 ms | stage 2 p50 / p95 ms | end to end p50 / p95 ms | "
+          "exhaustive top-10 found |")
+    print("|---|---|---|---|---|")
+    for C in args.candidates:
+        s1, s2, total, found = [], [], [], []
+        for q in range(args.queries):
+            one = queries.select(slice(q, q + 1))
+            t0 = time.perf_counter()
+            ids = searcher._candidate_ids(one, C)
+            t1 = time.perf_counter()
+            searcher.scores(one, ids)
+            t2 = time.perf_counter()
+            s1.append(t1 - t0)
+            s2.append(t2 - t1)
+            t0 = time.perf_counter()
+            answer = searcher.search_embedding(one, phrases, top_k=10, candidates=C)
+            total.append(time.perf_counter() - t0)
+            if q < R:
+                got = {r["index"] for r in answer["results"]}
+                found.append(len(got & set(exact[q].tolist())) / 10)
+        cell = lambda v: "{:.1f} / {:.1f}".format(*np.percentile(np.array(v) * 1e3, [50, 95]))  # noqa: E731
+        share = f"{100 * np.mean(found):.1f}%" if found else "-"
+        print(f"| {C} | {cell(s1)} | {cell(s2)} | {cell(total)} | {share} |", flush=True)
+    print(f"\nresident memory: this process {rss_mb():,.0f} MB (after opening the index "
+          f"{base_rss:,.0f} MB)" + (f", database server {rss_of(server.pid):,.0f} MB"
+                                     if server else ""))
+    if args.add:
+        start = index.manifest["next_id"]
+        folder = f"segments/seg-{start:09d}"
+        t0 = time.perf_counter()
+        write_segment(index_dir / folder, start, args.add, proto, seed=2, progress=False)
+        t1 = time.perf_counter()
+        with growth.writer_lock(index_dir):
+            growth.publish_segment(GalleryIndex.open(index_dir), folder)
+        t2 = time.perf_counter()
+        searcher.refresh()
+        print(f"add {args.add:,} images: {t2 - t0:.1f} s (features to disk {t1 - t0:.1f} s, "
+              f"database insert + publish {t2 - t1:.1f} s); the index now has "
+              f"{len(searcher.index):,}")
+        growth.remove_images(index_dir, [f"cam/{start + i:08d}.jpg" for i in range(args.add)])
+        shutil.rmtree(index_dir / folder)  # a later --keep run starts from the same index
+        manifest = json.loads((index_dir / "manifest.json").read_text())
+        manifest.update(segments=manifest["segments"][:1], removed=[], next_id=start,
+                        count=start)
+        atomic_write_json(index_dir / "manifest.json", manifest)
+    if server is not None:
+        server.terminate()
+
+
+def disk_gb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e9
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_MININTERVAL", "5")
+    main()
