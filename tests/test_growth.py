@@ -222,3 +222,16 @@ def test_a_v2_index_opens_and_grows_into_v3(grown, trained_run, synth_dir):
     growth.add_images(grown, mia.load(trained_run[0]), val, [None] * len(val), progress=False)
     new = GalleryIndex.open(grown)
     assert new.manifest["format"] == "mia-index-v3" and new.images == old.images + val
+
+
+def test_api_and_cli_add_a_new_photo_folder_once(grown, trained_run, synth_dir, capsys):
+    index = GalleryIndex.open(grown)
+    new = index.image_root / "new_camera"
+    new.mkdir()
+    shutil.copy(index.image_root / split_paths(synth_dir, "val")[0], new / "p1.jpg")
+    report = mia.load(trained_run[0]).add_to_index(grown, new)
+    assert report["added"] == 1 and GalleryIndex.open(grown).images[-1] == "new_camera/p1.jpg"
+    assert main(["index", "add", str(grown), "--images", str(new), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "added 0 images" in out and "1 already in the index, first: new_camera/p1.jpg" in out
+    shutil.rmtree(new)

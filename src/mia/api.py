@@ -225,6 +225,22 @@ class Retriever:
                            batch_size=batch_size, dtype=dtype, progress=progress,
                            overwrite=overwrite, skip_bad=skip_bad)
 
+    def add_to_index(self, index: str | Path, images: str | Path | Sequence[str], *,
+                     person_ids: list | None = None, batch_size: int = 128,
+                     skip_bad: bool = False, progress: bool = False) -> dict:
+        """Encode new images into an existing index (``mia index add``): a folder inside
+        the index's photo folder, or paths relative to it. Images already indexed are
+        skipped and reported; the change is published atomically."""
+        from mia.retrieval.growth import add_images, folder_images
+        from mia.retrieval.index import GalleryIndex
+
+        if isinstance(images, (str, Path)):
+            files = folder_images(GalleryIndex.open(index), images)
+        else:
+            files = [str(p) for p in images]
+        return add_images(index, self, files, person_ids or [None] * len(files),
+                          batch_size=batch_size, progress=progress, skip_bad=skip_bad)
+
     def search(self, index, text: str, k: int = 10, candidates: int | None = None,
                lambda1: float | None = None, lambda2: float | None = None) -> dict:
         """Ranked, explained results of a description over an index (a path or an opened

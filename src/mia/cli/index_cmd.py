@@ -139,41 +139,31 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _relative_images(index, args) -> tuple[list[str], list]:
-    """Paths (relative to the index's photo folder) and person ids of what to add."""
+def run_add(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mia.data.reader import open_dataset
-    from mia.retrieval.index import list_images
+    from mia.retrieval.growth import folder_images
+    from mia.retrieval.index import GalleryIndex
+    from mia.retrieval.search import index_retriever
     from mia.utils.errors import MiaError
 
-    root = index.image_root.resolve()
+    index = GalleryIndex.open(args.index)
+    options = {"batch_size": args.batch_size, "skip_bad": args.skip_bad,
+               "progress": not (args.no_progress or args.json)}
     if args.data:
         dataset = open_dataset(args.data, args.format, skip_bad=args.skip_bad)
+        root = index.image_root.resolve()
         if Path(dataset.image_root).resolve() != root:
             raise MiaError(f"{args.data}: its photos are in {dataset.image_root}, the index's "
                            f"in {root}; add them with --images from inside {root}")
         records = dataset.split(args.split)
-        return [r.file_path for r in records], [r.person_id for r in records]
-    folder = Path(args.images).resolve()
-    if not folder.is_relative_to(root):
-        raise MiaError(f"{args.images}: not inside the index's photo folder {root} (paths "
-                       "in an index are relative to it)")
-    prefix = folder.relative_to(root)
-    files = [str(prefix / f) if str(prefix) != "." else f for f in list_images(folder)]
-    return files, [None] * len(files)
-
-
-def run_add(args: argparse.Namespace) -> int:
-    from mia.retrieval.growth import add_images
-    from mia.retrieval.index import GalleryIndex
-    from mia.retrieval.search import index_retriever
-
-    index = GalleryIndex.open(args.index)
-    images, person_ids = _relative_images(index, args)
+        images, options["person_ids"] = [r.file_path for r in records], \
+            [r.person_id for r in records]
+    else:
+        images = folder_images(index, args.images)  # checked before the model loads
     retriever = index_retriever(index, args.run, args.device)
-    report = add_images(args.index, retriever, images, person_ids, batch_size=args.batch_size,
-                        progress=not (args.no_progress or args.json), skip_bad=args.skip_bad)
+    report = retriever.add_to_index(args.index, images, **options)
     report["gallery"] = len(GalleryIndex.open(args.index))
     if args.json:
         print_json(report)

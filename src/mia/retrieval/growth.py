@@ -35,9 +35,11 @@ from mia.retrieval.index import (
     GalleryIndex,
     build_index,
     check_fingerprint,
+    list_images,
     model_fingerprint,
 )
 from mia.retrieval.vectordb import DEFAULT_INDEX, VectorDB, VectorDBError, resolve_uri
+from mia.utils.errors import MiaError
 from mia.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,16 @@ def _clean(db: VectorDB, index: GalleryIndex) -> None:
     """Delete rows of an interrupted add (ids >= next_id) or removal (removed ids)."""
     db.delete_from(index.manifest.get("next_id", len(index)))
     db.delete(index.manifest.get("removed", []))
+
+
+def folder_images(index: GalleryIndex, folder: str | Path) -> list[str]:
+    """Images under ``folder`` as paths relative to the index's photo folder (which must
+    contain it: every path of an index is relative to one folder)."""
+    root, folder = index.image_root.resolve(), Path(folder).resolve()
+    if not folder.is_relative_to(root):
+        raise MiaError(f"{folder}: not inside the index's photo folder {root} (paths in an "
+                       "index are relative to it)")
+    return [str(folder.relative_to(root) / f) for f in list_images(folder)]
 
 
 def add_images(index_dir: str | Path, retriever, images: list[str], person_ids: list, *,
