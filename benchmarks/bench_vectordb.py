@@ -112,10 +112,7 @@ def rss_of(pid: int) -> float:
     return float("nan")
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
                                str(data_dir), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -145,7 +142,12 @@ def main() -> None:
     parser.add_argument("--embedded", action="store_true",
                         help="Milvus Lite inside this process instead of a server process")
     parser.add_argument("--uri", help="an existing Milvus server instead of starting one")
-    parser.add_argument("--keep", action="store_true", help="reuse --work's index if present")
+    parser.add_argument("--port", type=int, default=19531, help="port of the started server")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse --work's index and collection if present")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="write the index and fill the database, then stop (measure later "
+                        "with --keep on a quiet machine)")
     args = parser.parse_args()
     print(machine_line())
     work = Path(args.work)
@@ -163,7 +165,7 @@ def main() -> None:
     elif args.embedded:
         uri = "stage1.db"
     else:
-        server, uri = start_server(work / "milvus")
+        server, uri = start_server(work / "milvus", args.port)
     t0 = time.perf_counter()
     if args.keep and GalleryIndex.open(index_dir).manifest.get("stage1", {}).get("uri") == uri:
         print("database collection reused")
@@ -171,6 +173,10 @@ def main() -> None:
         growth.sync(index_dir, uri, args.vector_index)
         print(f"database: {args.vector_index} collection of {args.images:,} images at {uri} "
               f"built in {time.perf_counter() - t0:.0f} s")
+    if args.prepare_only:
+        if server is not None:
+            server.terminate()
+        return
 
     index = GalleryIndex.open(index_dir)
     base_rss = rss_mb()

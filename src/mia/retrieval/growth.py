@@ -63,14 +63,20 @@ def _publish(index: GalleryIndex, manifest: dict) -> None:
     atomic_write_json(index.path / "manifest.json", manifest)
 
 
-def stage1_db(index: GalleryIndex, check: bool = True) -> VectorDB | None:
+def stage1_db(index: GalleryIndex, check: bool = True,
+              reuse: VectorDB | None = None) -> VectorDB | None:
     """The index's vector database (None when it has none), checked against the disk:
     same dimension, and every image of the index present. Rows the manifest does not
-    know are tolerated (an interrupted add or remove; searches drop them)."""
+    know are tolerated (an interrupted add or remove; searches drop them). ``reuse``: a
+    connection to keep when it is to the same collection."""
     entry = index.manifest.get("stage1")
     if not entry:
         return None
-    db = VectorDB(resolve_uri(entry["uri"], index.path), entry["collection"])
+    uri = resolve_uri(entry["uri"], index.path)
+    if reuse is not None and (reuse.uri, reuse.collection) == (uri, entry["collection"]):
+        db = reuse
+    else:
+        db = VectorDB(uri, entry["collection"])
     if not check:
         return db
     where = f"collection {entry['collection']} at {db.uri}"

@@ -69,6 +69,7 @@ class Searcher:
         self._use(index)
 
     def _use(self, index: GalleryIndex) -> None:
+        previous = getattr(self, "_stage1", None)
         self.index = index
         self._stage1: CandidateIndex | VectorDB | None = None
         self._gallery: Gallery | None = None  # prepared once for exhaustive search
@@ -76,7 +77,8 @@ class Searcher:
         per_image = Gallery.bytes_per_image(index.dim, index.num_parts)
         self.exhaustive_up_to = EXHAUSTIVE_MB * 2**20 // per_image
         if self.backend == "milvus":
-            self._stage1 = stage1_db(index)  # checked against the disk now, not mid-query
+            self._stage1 = stage1_db(index, reuse=previous if isinstance(previous, VectorDB)
+                                     else None)  # checked against the disk now
 
     def refresh(self) -> bool:
         """Reopen the index if ``mia index add/remove/sync`` published a change since it
