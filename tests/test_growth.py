@@ -235,3 +235,33 @@ def test_api_and_cli_add_a_new_photo_folder_once(grown, trained_run, synth_dir, 
     out = capsys.readouterr().out
     assert "added 0 images" in out and "1 already in the index, first: new_camera/p1.jpg" in out
     shutil.rmtree(new)
+
+
+def test_unreachable_database_fails_search_at_start_and_health_while_serving(
+        grown, monkeypatch, capsys):
+    pytest.importorskip("pymilvus", reason="needs the vectordb extra")
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mia.serving.app import create_app
+
+    growth.sync(grown, progress=False)
+    client = TestClient(create_app(grown))
+    assert client.get("/api/health").json()["stage1"] == "milvus"
+
+    def down(self, below=None):
+        raise VectorDBError("cannot reach the vector database at http://db:19530: refused")
+
+    monkeypatch.setattr(VectorDB, "count", down)
+    health = client.get("/api/health")
+    assert health.status_code == 503 and "cannot reach the vector database" in \
+        health.json()["detail"]
+    monkeypatch.undo()
+
+    manifest = json.loads((grown / "manifest.json").read_text())
+    manifest["stage1"]["uri"] = "http://127.0.0.1:9"
+    (grown / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["search", str(grown), "a man in a red shirt"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the vector database at http://127.0.0.1:9" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
