@@ -65,7 +65,7 @@ class Searcher:
         if backend == "milvus" and not index.manifest.get("stage1"):
             raise MiaError(f"{index.path} has no vector database (mia index sync adds one)")
         self.backend = backend
-        self._reload = threading.Lock()
+        self._reload = threading.RLock()  # a reload never happens in the middle of a search
         self._use(index)
 
     def _use(self, index: GalleryIndex) -> None:
@@ -93,6 +93,12 @@ class Searcher:
         log.info("index %s reloaded: generation %d, %d images", self.index.path,
                  self.index.generation, len(self.index))
         return True
+
+    def current_index(self) -> GalleryIndex:
+        """The index as of the last published change (reloaded if needed)."""
+        with self._reload:
+            self.refresh()
+            return self.index
 
     @property
     def stage1(self) -> CandidateIndex | VectorDB:
@@ -151,7 +157,12 @@ class Searcher:
         exhaustively, they share one pass over the gallery's features."""
         if top_k < 1:
             raise QueryError("top must be at least 1")
-        self.refresh()
+        with self._reload:  # one consistent index for the whole answer
+            self.refresh()
+            return self._search_many(texts, top_k, candidates)
+
+    def _search_many(self, texts: list[str], top_k: int, candidates: int | None
+                     ) -> list[dict | QueryError]:
         answers: list[dict | QueryError | None] = [None] * len(texts)
         encoded = {}
         for i, text in enumerate(texts):
@@ -178,8 +189,9 @@ class Searcher:
     def search_embedding(self, txt: TextEmbeddings, phrases: list[str], top_k: int = 10,
                          candidates: int | None = None) -> dict:
         """Ranked, explained results for an encoded query (one caption)."""
-        ids = self._candidate_ids(txt, candidates)
-        return self._rank(txt, phrases, self.scores(txt, ids), ids, top_k)
+        with self._reload:
+            ids = self._candidate_ids(txt, candidates)
+            return self._rank(txt, phrases, self.scores(txt, ids), ids, top_k)
 
     def _rank(self, txt: TextEmbeddings, phrases: list[str], scores: dict,
               ids: torch.Tensor | None, top_k: int) -> dict:

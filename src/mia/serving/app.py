@@ -90,8 +90,7 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
 
     def current() -> tuple:
         """(index, photo folder, path -> position) as of the last published change."""
-        searcher.refresh()
-        index = searcher.index
+        index = searcher.current_index()
         if paths.get("index") is not index:
             paths.update(index=index, root=index.image_root.resolve(),
                          by_path={p: i for i, p in enumerate(index.images)})
