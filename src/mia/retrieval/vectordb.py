@@ -65,6 +65,9 @@ def _hold_lite_file(uri: str) -> None:
 def _client(uri: str):
     _hold_lite_file(uri)
     logging.getLogger("milvus_lite").setLevel(logging.WARNING)  # its start/stop notices
+    # Milvus Lite's in-process server lacks AllocTimestamp; pymilvus asks, gets "not
+    # implemented" and carries on, but gRPC logs each refusal with a stack trace
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
         from pymilvus import MilvusClient
     except ImportError as exc:
