@@ -29,11 +29,15 @@ INDEX_TYPES = {  # Milvus index -> (build params for N rows, search params for C
 }
 
 
+SEGMENT_ROWS = 100_000  # Milvus indexes each segment on its own (Lite: <= 100,000 rows)
+
+
 def ivf_cells(rows: int) -> int:
-    """Inverted lists for ``rows`` vectors: about 4 sqrt(N), at least 39 rows per cell
-    (FAISS's own rule for training k-means); fixed when the collection is built, so a
-    collection that grew tenfold is worth rebuilding (mia index sync)."""
-    return int(max(1, min(4 * rows ** 0.5, rows // 39, 65536)))
+    """Inverted lists per segment for a collection of ``rows`` vectors: about 4 sqrt(n)
+    for the n rows of a segment, at least 39 rows per cell (FAISS's rule for training
+    k-means)."""
+    n = min(rows, SEGMENT_ROWS)
+    return int(max(1, min(4 * n ** 0.5, n // 39)))
 DEFAULT_INDEX = "IVF_FLAT"
 INSERT_BATCH = 5000
 
