@@ -16,8 +16,10 @@ searching it with another model is a clear error."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("index", help="build a gallery index",
-                            description="Gallery indexes for search.")
+    parser = sub.add_parser("index", help="build, grow and shrink a gallery index",
+                            description="Gallery indexes for search: build one, add and "
+                            "remove images (a running server picks changes up), and put its "
+                            "stage 1 on a vector database (docs/SCALE.md).")
     index_sub = parser.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
     build = index_sub.add_parser("build", help="encode a gallery into an index",
                                  description=DESCRIPTION, formatter_class=HelpFormatter)

@@ -83,6 +83,7 @@ def stage1_db(index: GalleryIndex, check: bool = True,
     if not db.exists():
         raise VectorDBError(f"{where} not found (the index {index.path} needs it; "
                             f"rebuild it with: mia index sync {index.path})")
+    db.load()
     if db.dim() != index.dim:
         raise VectorDBError(f"{where} has dimension {db.dim()}, the index {index.path} "
                             f"{index.dim}: they belong to different models")

@@ -122,6 +122,10 @@ class VectorDB:
                          params=INDEX_TYPES[index_type][0](rows))
         self.client.create_collection(self.collection, schema=schema, index_params=params)
 
+    def load(self) -> None:
+        """Make the collection searchable (a restarted server holds it released)."""
+        self.client.load_collection(self.collection)
+
     def drop(self) -> None:
         if self.exists():
             self.client.drop_collection(self.collection)
