@@ -22,13 +22,6 @@ import numpy as np
 
 from mia.utils.errors import MiaError
 
-INDEX_TYPES = {  # Milvus index -> (build params for N rows, search params for C, p)
-    "HNSW": (lambda n: {"M": 32, "efConstruction": 200}, lambda c, p: {"ef": max(p, 2 * c)}),
-    "IVF_FLAT": (lambda n: {"nlist": ivf_cells(n)}, lambda c, p: {"nprobe": p}),
-    "FLAT": (lambda n: {}, lambda c, p: {}),
-}
-
-
 SEGMENT_ROWS = 100_000  # Milvus indexes each segment on its own (Lite: <= 100,000 rows)
 
 
@@ -38,6 +31,13 @@ def ivf_cells(rows: int) -> int:
     k-means)."""
     n = min(rows, SEGMENT_ROWS)
     return int(max(1, min(4 * n ** 0.5, n // 39)))
+
+
+INDEX_TYPES = {  # Milvus index -> (build params for N rows, search params for C and p)
+    "HNSW": (lambda n: {"M": 32, "efConstruction": 200}, lambda c, p: {"ef": max(p, 2 * c)}),
+    "IVF_FLAT": (lambda n: {"nlist": ivf_cells(n)}, lambda c, p: {"nprobe": p}),
+    "FLAT": (lambda n: {}, lambda c, p: {}),
+}
 DEFAULT_INDEX = "IVF_FLAT"
 INSERT_BATCH = 5000
 
