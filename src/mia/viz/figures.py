@@ -94,6 +94,7 @@ def fig7b_bfm(analysis: Analysis, query: int, path: Path) -> Path:
         ax.set_title("\n".join(textwrap.wrap(phrase, 14)), fontsize=8)
     fig.suptitle("BFM P->N: each noun phrase's best (red) and second (yellow) stripe",
                  fontsize=10)
+    fig.subplots_adjust(top=0.78)  # two-line phrase titles stay clear of the title
     return _save(fig, path)
 
 
