@@ -167,15 +167,22 @@ def run_add(args: argparse.Namespace) -> int:
     retriever = index_retriever(index, args.run, args.device)
     report = retriever.add_to_index(args.index, images, **options)
     report["gallery"] = len(GalleryIndex.open(args.index))
+    return _print_report(args, report, f"added {report['added']} images to {args.index} "
+                         f"(now {report['gallery']})",
+                         {"already_indexed": "skipped {} already in the index",
+                          "skipped": "skipped {} unreadable"})
+
+
+def _print_report(args: argparse.Namespace, report: dict, headline: str,
+                  lists: dict[str, str]) -> int:
+    """The report as JSON, or a headline and, per non-empty list, its count and first item."""
     if args.json:
         print_json(report)
         return 0
-    print(f"added {report['added']} images to {args.index} (now {report['gallery']})")
-    if report["already_indexed"]:
-        print(f"skipped {len(report['already_indexed'])} already in the index, first: "
-              f"{report['already_indexed'][0]}")
-    if report["skipped"]:
-        print(f"skipped {len(report['skipped'])} unreadable, first: {report['skipped'][0]}")
+    print(headline)
+    for key, label in lists.items():
+        if report[key]:
+            print(f"{label.format(len(report[key]))}, first: {report[key][0]}")
     return 0
 
 
@@ -197,14 +204,8 @@ def run_remove(args: argparse.Namespace) -> int:
         raise MiaError("nothing to remove: give image paths or --list FILE")
     GalleryIndex.open(args.index)  # a clear error before anything else
     report = remove_images(args.index, paths)
-    if args.json:
-        print_json(report)
-        return 0
-    print(f"removed {report['removed']} images from {args.index}")
-    if report["not_in_index"]:
-        print(f"{len(report['not_in_index'])} path(s) not in the index, first: "
-              f"{report['not_in_index'][0]}")
-    return 0
+    return _print_report(args, report, f"removed {report['removed']} images from {args.index}",
+                         {"not_in_index": "{} path(s) not in the index"})
 
 
 def run_sync(args: argparse.Namespace) -> int:
