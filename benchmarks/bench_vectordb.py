@@ -26,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -146,7 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--work", required=True, help="a folder on the disk to measure")
+    parser.add_argument("--work", help="a folder on the disk to measure (default: a temporary "
+                        "folder, deleted afterwards)")
     parser.add_argument("--vector-index", default="IVF_FLAT", choices=("IVF_FLAT", "HNSW",
                                                                        "FLAT"))
     parser.add_argument("--nprobe", type=int, default=32, help="IVF cells probed (HNSW: ef)")
@@ -174,7 +176,7 @@ def main() -> None:
                         "with --keep on a quiet machine)")
     args = parser.parse_args()
     print(machine_line())
-    work = Path(args.work)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_vectordb-"))
     index_dir = work / "index"
     proto = prototypes(args.images // 3, args.dim, args.clusters)
     if not (args.keep and (index_dir / "manifest.json").is_file()):
@@ -279,6 +281,8 @@ def main() -> None:
         atomic_write_json(index_dir / "manifest.json", manifest)
     if server is not None:
         server.terminate()
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def drop_page_cache() -> None:
