@@ -166,7 +166,6 @@ def run_add(args: argparse.Namespace) -> int:
         images = folder_images(index, args.images)  # checked before the model loads
     retriever = index_retriever(index, args.run, args.device)
     report = retriever.add_to_index(args.index, images, **options)
-    report["gallery"] = len(GalleryIndex.open(args.index))
     return _print_report(args, report, f"added {report['added']} images to {args.index} "
                          f"(now {report['gallery']})",
                          {"already_indexed": "skipped {} already in the index",
@@ -190,7 +189,6 @@ def run_remove(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mia.retrieval.growth import remove_images
-    from mia.retrieval.index import GalleryIndex
     from mia.utils.errors import MiaError
 
     paths = list(args.paths)
@@ -202,7 +200,6 @@ def run_remove(args: argparse.Namespace) -> int:
             raise MiaError(f"{args.list}: cannot read the list of paths ({exc})") from exc
     if not paths:
         raise MiaError("nothing to remove: give image paths or --list FILE")
-    GalleryIndex.open(args.index)  # a clear error before anything else
     report = remove_images(args.index, paths)
     return _print_report(args, report, f"removed {report['removed']} images from {args.index}",
                          {"not_in_index": "{} path(s) not in the index"})

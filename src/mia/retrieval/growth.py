@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def writer_lock(index_dir: Path) -> Iterator[None]:
+    if not (index_dir / "manifest.json").is_file():
+        GalleryIndex.open(index_dir)  # raises the one-line error naming what is wrong
     with open(index_dir / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -128,7 +130,8 @@ def add_images(index_dir: str | Path, retriever, images: list[str], person_ids: 
                 known.add(path)
                 new.append(path)
                 pids.append(pid)
-        report = {"added": 0, "already_indexed": already, "skipped": []}
+        report = {"added": 0, "already_indexed": already, "skipped": [],
+                  "gallery": len(index)}
         if not new:
             return report
         stage1_db(index)  # an unreachable or disagreeing database fails before encoding
@@ -162,7 +165,8 @@ def publish_segment(index: GalleryIndex, folder: str) -> dict:
     manifest["count"] = len(index) + count
     manifest["skipped"] = [*manifest.get("skipped", []), *segment.manifest.get("skipped", [])]
     _publish(index, manifest)
-    return {"added": count, "skipped": segment.manifest.get("skipped", [])}
+    return {"added": count, "skipped": segment.manifest.get("skipped", []),
+            "gallery": manifest["count"]}
 
 
 def remove_images(index_dir: str | Path, paths: list[str]) -> dict:

@@ -71,13 +71,12 @@ class GalleryIndex:
         self.segments = segments
         self.starts = np.array([s.start for s in segments], dtype=np.int64)
         every = np.concatenate([np.arange(s.start, s.start + s.count) for s in segments])
-        self.live = np.setdiff1d(every, np.asarray(removed, dtype=np.int64))
-        self.images, self.person_ids = [], []
-        dead = set(int(i) for i in removed)
-        for s in segments:
-            keep = [i for i in range(s.count) if s.start + i not in dead]
-            self.images += [s.images[i] for i in keep]
-            self.person_ids += [s.person_ids[i] for i in keep]
+        kept = np.flatnonzero(~np.isin(every, np.asarray(removed, dtype=np.int64)))
+        self.live = every[kept]  # sorted: segments are listed in order of their ids
+        images = [p for s in segments for p in s.images]
+        person_ids = [p for s in segments for p in s.person_ids]
+        self.images = [images[i] for i in kept]
+        self.person_ids = [person_ids[i] for i in kept]
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], images: list[str],

@@ -86,15 +86,18 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
     index = GalleryIndex.open(index_path, image_root=image_root)
     searcher = Searcher(index, index_retriever(index, run), candidates=candidates,
                         backend=backend)
-    paths: dict = {}  # the current index's path -> position, rebuilt after a reload
+    cache: list = [None]  # (index, photo folder, path -> position), rebuilt after a reload
 
     def current() -> tuple:
-        """(index, photo folder, path -> position) as of the last published change."""
+        """(index, photo folder, path -> position) as of the last published change; one
+        tuple, so concurrent requests never mix two versions of the index."""
         index = searcher.current_index()
-        if paths.get("index") is not index:
-            paths.update(index=index, root=index.image_root.resolve(),
-                         by_path={p: i for i, p in enumerate(index.images)})
-        return index, paths["root"], paths["by_path"]
+        entry = cache[0]
+        if entry is None or entry[0] is not index:
+            entry = (index, index.image_root.resolve(),
+                     {p: i for i, p in enumerate(index.images)})
+            cache[0] = entry
+        return entry
 
     batcher = Batcher(searcher, max_batch)
 
