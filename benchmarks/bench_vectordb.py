@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search import make_queries, rss_mb  # noqa: E402
 from common import machine_line  # noqa: E402
 from mia.retrieval import growth  # noqa: E402
-from mia.retrieval.index import ARRAYS, FORMAT, GalleryIndex  # noqa: E402
+from mia.retrieval.candidates import BACKENDS, CandidateIndex  # noqa: E402
+from mia.retrieval.index import FORMAT, LOCAL, GalleryIndex  # noqa: E402
 from mia.retrieval.scoring import score_all  # noqa: E402
 from mia.retrieval.search import Searcher  # noqa: E402
 from mia.utils.io import atomic_write_json  # noqa: E402
@@ -58,18 +59,18 @@ def write_segment(folder: Path, start: int, count: int, proto: torch.Tensor, see
     bank = torch.randn(8192, N_PARTS, D, generator=gen)
     keys = F.normalize(torch.randn(8192, N_PARTS, D, generator=gen), dim=-1).half()
     folder.mkdir(parents=True, exist_ok=True)
-    shapes = {"global": (count, D), **{n: (count, N_PARTS, D) for n in ARRAYS[1:]}}
-    files = {n: np.lib.format.open_memmap(folder / f"{n}.npy", "w+", np.float16, shapes[n])
-             for n in ARRAYS}
+    shapes = {"global": (count, D), "local": (count, len(LOCAL), N_PARTS, D)}
+    files = {n: np.lib.format.open_memmap(folder / f"{n}.npy", "w+", np.float16, shape)
+             for n, shape in shapes.items()}
     pids = torch.randint(0, len(proto), (count,), generator=gen)
     for s in tqdm(range(0, count, chunk), desc="writing features", disable=not progress):
         e = min(s + chunk, count)
         g = proto[pids[s:e]] + 0.8 * torch.randn(e - s, D, generator=gen)
         files["global"][s:e] = g.half().numpy()
         pick = torch.randint(0, len(bank), (e - s,), generator=gen)
-        files["parts"][s:e] = (g[:, None] + bank[pick]).half().numpy()
-        for n, shift in (("rga_keys", 1), ("bfm_keys", 2)):
-            files[n][s:e] = keys[(pick + shift) % len(keys)].numpy()
+        files["local"][s:e, 0] = (g[:, None] + bank[pick]).half().numpy()  # parts
+        for j, shift in ((1, 1), (2, 2)):  # RGA and BFM keys
+            files["local"][s:e, j] = keys[(pick + shift) % len(keys)].numpy()
     for f in files.values():
         f.flush()
     del files
@@ -151,7 +152,10 @@ def main() -> None:
                         "folder, deleted afterwards)")
     parser.add_argument("--vector-index", default="IVF_FLAT", choices=("IVF_FLAT", "HNSW",
                                                                        "FLAT"))
-    parser.add_argument("--nprobe", type=int, default=32, help="IVF cells probed (HNSW: ef)")
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[32],
+                        help="IVF cells probed (HNSW: ef); several values: one table row each")
+    parser.add_argument("--cells", type=int,
+                        help="IVF cells of an in-process FAISS stage 1 (default 4 sqrt(G))")
     parser.add_argument("--candidates", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--clusters", type=int, default=0,
                         help="appearance groups of the synthetic people (0: none, the worst "
@@ -159,9 +163,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--recall-queries", type=int, default=50)
     parser.add_argument("--add", type=int, default=10_000, help="images added at the end")
-    parser.add_argument("--stage1", default="milvus", choices=("milvus", "torch"),
-                        help="stage 1 on the database, or exact in this process (the "
-                        "in-process path, for comparison)")
+    parser.add_argument("--stage1", default="milvus", choices=("milvus", *BACKENDS),
+                        help="stage 1 on the database, or in this process (torch: exact; "
+                        "faiss-ivf-sq8: inverted lists of 8-bit features)")
     parser.add_argument("--embedded", action="store_true",
                         help="Milvus Lite inside this process instead of a server process")
     parser.add_argument("--uri", help="an existing Milvus server instead of starting one")
@@ -186,7 +190,7 @@ def main() -> None:
         print(f"wrote {args.images:,} images x D={args.dim} ({disk_gb(index_dir):.1f} GB) "
               f"in {time.perf_counter() - t0:.0f} s")
     server = None
-    if args.stage1 == "torch":
+    if args.stage1 != "milvus":
         uri = None
     elif args.uri:
         uri = args.uri
@@ -199,7 +203,7 @@ def main() -> None:
         manifest = json.loads((index_dir / "manifest.json").read_text())
         if manifest.pop("stage1", None):  # this benchmark's own index: forget its database
             atomic_write_json(index_dir / "manifest.json", manifest)
-        print("stage 1 in this process: exact sG over float16 global features in memory")
+        print(f"stage 1 in this process: {args.stage1}")
     elif args.keep and GalleryIndex.open(index_dir).manifest.get("stage1", {}).get("uri") \
             == uri:
         print("database collection reused")
@@ -213,14 +217,17 @@ def main() -> None:
         return
 
     index = GalleryIndex.open(index_dir)
-    base_rss = rss_mb()
     stub = SimpleNamespace(lambdas=(1.0, 0.5))  # a Retriever as far as search needs
     searcher = Searcher(index, stub, check=False, backend=args.stage1)
-    if args.stage1 == "milvus":
-        searcher.stage1.params = args.nprobe
-    else:
-        searcher.stage1  # noqa: B018 - loads the global features before timing
     queries = make_queries(proto, args.queries)
+    del proto  # the benchmark's own data: not part of what the serving process holds
+    base_rss = rss_mb()
+    if args.stage1 != "milvus":  # built before timing
+        t0 = time.perf_counter()
+        searcher._stage1 = CandidateIndex(index.rows("global"), args.stage1,
+                                          nprobe=args.nprobe[0], cells=args.cells)
+        print(f"stage 1 ({args.stage1}) built in {time.perf_counter() - t0:.1f} s, "
+              f"this process {memory_of()}")
     phrases = [f"phrase {j}" for j in range(6)]
     R = min(args.recall_queries, args.queries)
     t0 = time.perf_counter()
@@ -230,13 +237,17 @@ def main() -> None:
     if R:
         print(f"exhaustive sF top-10 of {R} queries: {time.perf_counter() - t0:.0f} s")
     print(f"\n{args.images:,} images, D={args.dim}, {args.clusters or 'no'} appearance groups, "
-          f"stage 1 {args.vector_index if args.stage1 == 'milvus' else 'torch, exact'} "
-          f"(nprobe/ef {args.nprobe}), {args.queries} queries, page cache "
-          f"{'dropped before each C (cold disk)' if args.drop_caches else 'as it comes'}")
-    print("| C | stage 1 p50 / p95 ms | stage 2 p50 / p95 ms | end to end p50 / p95 ms | "
-          "exhaustive top-10 found |")
-    print("|---|---|---|---|---|")
-    for C in args.candidates:
+          f"stage 1 {args.vector_index if args.stage1 == 'milvus' else args.stage1}, "
+          f"{args.queries} queries, page cache "
+          f"{'dropped before each row (cold disk)' if args.drop_caches else 'as it comes'}")
+    print("| nprobe / ef | C | stage 1 p50 / p95 ms | stage 2 p50 / p95 ms | "
+          "end to end p50 / p95 ms | exhaustive top-10 found |")
+    print("|---|---|---|---|---|---|")
+    for nprobe, C in [(p, c) for p in args.nprobe for c in args.candidates]:
+        if args.stage1 == "milvus":
+            searcher.stage1.params = nprobe
+        elif hasattr(searcher.stage1, "index"):  # FAISS
+            searcher.stage1.set_effort(nprobe)
         if args.drop_caches:
             drop_page_cache()
         s1, s2, total, found = [], [], [], []
@@ -256,7 +267,8 @@ def main() -> None:
                 found.append(len(got & set(exact[q].tolist())) / 10)
         cell = lambda v: "{:.1f} / {:.1f}".format(*np.percentile(np.array(v) * 1e3, [50, 95]))  # noqa: E731
         share = f"{100 * np.mean(found):.1f}%" if found else "-"
-        print(f"| {C} | {cell(s1)} | {cell(s2)} | {cell(total)} | {share} |", flush=True)
+        print(f"| {nprobe} | {C} | {cell(s1)} | {cell(s2)} | {cell(total)} | {share} |",
+              flush=True)
     print(f"\nmemory: this process {memory_of()} (after opening the index "
           f"{base_rss:,.0f} MB)" + (f"; database server {memory_of(server.pid)}"
                                      if server else ""))
@@ -264,15 +276,19 @@ def main() -> None:
         start = index.manifest["next_id"]
         folder = f"segments/seg-{start:09d}"
         t0 = time.perf_counter()
-        write_segment(index_dir / folder, start, args.add, proto, seed=2, progress=False)
+        write_segment(index_dir / folder, start, args.add,
+                      prototypes(args.images // 3, args.dim, args.clusters), seed=2,
+                      progress=False)
         t1 = time.perf_counter()
         with growth.writer_lock(index_dir):
             growth.publish_segment(GalleryIndex.open(index_dir), folder)
         t2 = time.perf_counter()
         searcher.refresh()
+        searcher.stage1  # noqa: B018 - what a search after the add waits for
+        t3 = time.perf_counter()
         print(f"add {args.add:,} images: {t2 - t0:.1f} s (features to disk {t1 - t0:.1f} s, "
               f"database insert + publish {t2 - t1:.1f} s); the index now has "
-              f"{len(searcher.index):,}")
+              f"{len(searcher.index):,}; the searcher's reload took {t3 - t2:.1f} s")
         growth.remove_images(index_dir, [f"cam/{start + i:08d}.jpg" for i in range(args.add)])
         shutil.rmtree(index_dir / folder)  # a later --keep run starts from the same index
         manifest = json.loads((index_dir / "manifest.json").read_text())

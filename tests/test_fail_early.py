@@ -81,7 +81,7 @@ def test_corrupt_run_files_are_one_line(trained_run, synth_dir, tmp_path, capsys
 @pytest.mark.parametrize("name, edit, message", [
     ("manifest.json", lambda m: m.pop("count"), "manifest.json: corrupt index file, missing "
                                                 "field(s) count"),
-    ("manifest.json", lambda m: m.update(format="mia-index-v1"), "not a complete mia-index-v3"),
+    ("manifest.json", lambda m: m.update(format="mia-index-v1"), "not a complete mia-index-v4"),
     ("manifest.json", lambda m: m["segments"].append({"folder": "segments/seg-x", "start": 99,
                                                       "count": 3}),
      "seg-x/images.json: missing"),

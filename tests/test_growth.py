@@ -228,17 +228,33 @@ def test_serve_picks_up_additions_and_removals_without_restart(grown, trained_ru
     assert val[0] not in found and test[0] not in found and val[1] in found
 
 
-def test_a_v2_index_opens_and_grows_into_v3(grown, trained_run, synth_dir):
+def test_a_v2_index_opens_searches_and_grows_into_v4(grown, trained_run, synth_dir):
+    """A v2 index (one segment, parts and keys in three files) reads, ranks and grows;
+    its new segment has the v4 layout and both kinds read together."""
+    retriever = mia.load(trained_run[0])
+    query = "a man in a blue shirt"
+    before = ranked(Searcher(GalleryIndex.open(grown), retriever), query)
+    local = np.load(grown / "local.npy")
+    for j, name in enumerate(("parts", "rga_keys", "bfm_keys")):
+        np.save(grown / f"{name}.npy", local[:, j])
+    (grown / "local.npy").unlink()
     manifest = json.loads((grown / "manifest.json").read_text())
     for key in ("segments", "next_id", "removed", "uid", "generation"):
         manifest.pop(key)
     (grown / "manifest.json").write_text(json.dumps({**manifest, "format": "mia-index-v2"}))
     old = GalleryIndex.open(grown)
     assert len(old) == manifest["count"] and old.generation == 0
+    assert "local" not in old.segments[0].arrays
+    assert ranked(Searcher(old, retriever), query) == before
     val = split_paths(synth_dir, "val")
-    growth.add_images(grown, mia.load(trained_run[0]), val, [None] * len(val), progress=False)
+    growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
     new = GalleryIndex.open(grown)
-    assert new.manifest["format"] == "mia-index-v3" and new.images == old.images + val
+    assert new.manifest["format"] == "mia-index-v4" and new.images == old.images + val
+    assert "local" in new.segments[1].arrays
+    mixed = new.embeddings(np.array([len(new) - 1, 0, 1]))  # one row of each layout
+    np.testing.assert_array_equal(mixed.parts[1:].numpy(), local[:2, 0].astype(np.float32))
+    both = ranked(Searcher(new, retriever), query)  # scored over both layouts
+    assert [r for r in both if r[0] not in set(val)] == before
 
 
 def test_api_and_cli_add_a_new_photo_folder_once(grown, trained_run, synth_dir, capsys):
@@ -283,3 +299,62 @@ def test_unreachable_database_fails_search_at_start_and_health_while_serving(
     # the command's own output, its last line, is this test's business)
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: cannot reach the vector database at http://127.0.0.1:9")
+
+
+def test_sparse_row_reads_from_disk_equal_the_arrays(tmp_path, monkeypatch):
+    """Small gathers are read with pread per run of rows (no read-ahead around every
+    row); they return what indexing the arrays would, across segments and removals."""
+    from mia.retrieval import index as index_mod
+    from mia.retrieval.index import IndexFileError, Segment, _gather
+
+    rng = np.random.default_rng(0)
+    parts = rng.normal(size=(40, 3, 4)).astype(np.float16)
+    np.save(tmp_path / "p.npy", parts)
+    mapped = np.load(tmp_path / "p.npy", mmap_mode="r")
+    rows = np.array([0, 1, 2, 9, 20, 21, 39])
+    monkeypatch.setattr(index_mod, "SPARSE", 1.0)  # always the pread path
+    np.testing.assert_array_equal(_gather(mapped, rows), parts[rows])
+    assert _gather(mapped, rows[:0]).shape == (0, 3, 4)
+
+    # two v4 segments (global [G, D], local [G, 3, n, D]) over views of one file each
+    local = rng.normal(size=(40, 3, 3, 4)).astype(np.float16)
+    np.save(tmp_path / "l.npy", local)
+    np.save(tmp_path / "g.npy", local[:, 0, 0])
+    lm, gm = np.load(tmp_path / "l.npy", mmap_mode="r"), np.load(tmp_path / "g.npy", mmap_mode="r")
+    halves = [Segment(".", 0, {"global": gm[:20], "local": lm[:20]}, [f"a{i}" for i in range(20)],
+                      [None] * 20),
+              Segment("s1", 20, {"global": gm[20:], "local": lm[20:]},
+                      [f"b{i}" for i in range(20)], [None] * 20)]
+    for half in halves:
+        half.arrays.update(parts=half.arrays["local"][:, 0], rga_keys=half.arrays["local"][:, 1],
+                           bfm_keys=half.arrays["local"][:, 2])
+    index = GalleryIndex(None, {}, tmp_path, halves, removed=[3, 25])
+    live = np.delete(np.arange(40), [3, 25])
+    positions = np.array([30, 0, 4, 24, 5])  # unordered, across both segments
+    np.testing.assert_array_equal(index.rows("local", positions), local[live[positions]])
+    np.testing.assert_array_equal(index.rows("bfm_keys", positions),
+                                  local[live[positions], 2])
+    np.testing.assert_array_equal(index.rows("global", positions), local[live[positions], 0, 0])
+
+    with open(tmp_path / "p.npy", "r+b") as f:  # the file lost its tail after opening
+        f.truncate(128 + 30 * parts[0].nbytes)
+    with pytest.raises(IndexFileError, match="p.npy: truncated"):
+        _gather(mapped, np.array([35]))
+
+
+def test_in_process_stage1_takes_only_the_added_rows_on_reload(grown, trained_run, synth_dir):
+    retriever = mia.load(trained_run[0])
+    test, val = split_paths(synth_dir, "test"), split_paths(synth_dir, "val")
+    searcher = Searcher(GalleryIndex.open(grown), retriever, backend="torch")
+    first = searcher.stage1
+    growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
+    assert searcher.refresh()
+    assert searcher.stage1 is first and len(first) == len(test) + len(val)  # grown in place
+    fresh = Searcher(GalleryIndex.open(grown), retriever, backend="torch")
+    query = "a woman in a red coat"
+    assert ranked(searcher, query, 8) == ranked(fresh, query, 8)
+    growth.remove_images(grown, [test[0]])  # a removal shifts positions: built again
+    assert searcher.refresh() and searcher.stage1 is not first
+    assert len(searcher.stage1) == len(test) + len(val) - 1
+    assert ranked(searcher, query, 8) == ranked(Searcher(GalleryIndex.open(grown), retriever,
+                                                         backend="torch"), query, 8)

@@ -104,9 +104,25 @@ def test_candidate_backends_agree_on_exact_search():
     _, exact = CandidateIndex(feats, "torch", dtype=torch.float32).search(queries, 20)
     _, flat = CandidateIndex(feats, "faiss-flat").search(queries, 20)
     assert torch.equal(exact, flat)
-    _, ivf = CandidateIndex(feats, "faiss-ivf", nprobe=64).search(queries, 20)
-    overlap = np.mean([len(set(a.tolist()) & set(b.tolist())) / 20 for a, b in zip(exact, ivf)])
-    assert overlap > 0.9
+    for backend in ("faiss-ivf", "faiss-ivf-sq8"):
+        _, ivf = CandidateIndex(feats, backend, nprobe=64).search(queries, 20)
+        overlap = np.mean([len(set(a.tolist()) & set(b.tolist())) / 20
+                           for a, b in zip(exact, ivf)])
+        assert overlap > 0.9, backend
+
+
+def test_candidate_features_are_normalised_chunk_by_chunk_from_a_memory_map(
+        tmp_path, monkeypatch):
+    import mia.retrieval.candidates as candidates
+
+    monkeypatch.setattr(candidates, "CHUNK", 7)  # many chunks, the last one short
+    feats = np.random.default_rng(1).normal(size=(50, 16)).astype(np.float16)
+    np.save(tmp_path / "g.npy", feats)
+    mapped = np.load(tmp_path / "g.npy", mmap_mode="r")
+    stage1 = CandidateIndex(mapped, "torch", dtype=torch.float32)
+    expected = torch.nn.functional.normalize(torch.from_numpy(feats).float(), dim=-1)
+    assert torch.allclose(stage1.features, expected, atol=1e-6)
+    assert np.array_equal(np.asarray(mapped), feats)  # the map is still readable after
 
 
 def test_missing_faiss_is_a_clear_message(monkeypatch):

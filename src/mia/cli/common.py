@@ -54,6 +54,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows defaults and keeps the description's line breaks."""
 
 
-BACKENDS = ("auto", "torch", "faiss-flat", "faiss-ivf", "faiss-hnsw", "milvus")
+BACKENDS = ("auto", "torch", "faiss-flat", "faiss-ivf", "faiss-ivf-sq8", "faiss-hnsw", "milvus")
 BACKEND_HELP = ("stage-1 candidate search: auto = the index's vector database when it has "
                 "one (mia index sync), else exact torch in this process")

@@ -2,20 +2,23 @@
 
 Backends: ``torch`` (exact inner products over unit global features, float16 or float32,
 no extra dependency), ``faiss-flat`` (exact, FAISS), ``faiss-ivf`` (inverted lists over
-k-means cells, approximate, fast to build) and ``faiss-hnsw`` (graph search, approximate,
-slow to build). FAISS is optional (``pip install faiss-cpu``) and imported only when asked
-for.
+k-means cells, approximate, fast to build), ``faiss-ivf-sq8`` (the same lists holding 8-bit
+features: a quarter of the memory, for galleries of millions) and ``faiss-hnsw`` (graph
+search, approximate, slow to build). FAISS is optional (``pip install faiss-cpu``) and
+imported only when asked for. Features are normalised a chunk at a time, so building one
+never holds a float32 copy of the gallery.
 """
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mia.utils.errors import MiaError
 
-BACKENDS = ("torch", "faiss-flat", "faiss-ivf", "faiss-hnsw")
+BACKENDS = ("torch", "faiss-flat", "faiss-ivf", "faiss-ivf-sq8", "faiss-hnsw")
 
 
 def _faiss():
@@ -32,31 +35,58 @@ class CandidateIndex:
 
     def __init__(self, global_features: np.ndarray | torch.Tensor, backend: str = "torch",
                  dtype: torch.dtype = torch.float16, hnsw_m: int = 32, ef_search: int = 128,
-                 nprobe: int = 32):
+                 nprobe: int = 32, cells: int | None = None):
         if backend not in BACKENDS:
             raise MiaError(f"unknown candidate backend {backend!r} (valid: {', '.join(BACKENDS)})")
         self.backend, self.ef_search, self.nprobe = backend, ef_search, nprobe
-        feats = torch.from_numpy(np.array(global_features, dtype=np.float32))
-        feats = F.normalize(feats, dim=-1)
-        if backend == "torch":
-            self.features = feats.to(dtype)
+        count, dim = global_features.shape[0], global_features.shape[1]
+        if backend == "torch":  # normalised chunk by chunk: no float32 copy of the gallery
+            self.features = torch.empty(0, dim, dtype=dtype)
+            self.add(global_features)
             return
         faiss = _faiss()
-        data = np.ascontiguousarray(feats.numpy(), dtype=np.float32)
         if backend == "faiss-flat":
-            self.index = faiss.IndexFlatIP(data.shape[1])
-        elif backend == "faiss-ivf":
-            cells = max(1, min(int(4 * len(data) ** 0.5), len(data) // 39))
-            self.quantizer = faiss.IndexFlatIP(data.shape[1])
-            self.index = faiss.IndexIVFFlat(self.quantizer, data.shape[1], cells,
-                                            faiss.METRIC_INNER_PRODUCT)
-            sample = data[np.random.default_rng(0).permutation(len(data))[:cells * 64]]
-            self.index.train(sample)
+            self.index = faiss.IndexFlatIP(dim)
+        elif backend in ("faiss-ivf", "faiss-ivf-sq8"):
+            cells = cells or max(1, min(int(4 * count ** 0.5), count // 39))
+            self.quantizer = faiss.IndexFlatIP(dim)
+            if backend == "faiss-ivf":
+                self.index = faiss.IndexIVFFlat(self.quantizer, dim, cells,
+                                                faiss.METRIC_INNER_PRODUCT)
+            else:  # 1 byte per dimension: a quarter of the memory of IVF-Flat
+                self.index = faiss.IndexIVFScalarQuantizer(
+                    self.quantizer, dim, cells, faiss.ScalarQuantizer.QT_8bit,
+                    faiss.METRIC_INNER_PRODUCT)
+            sample = np.sort(np.random.default_rng(0).permutation(count)[:cells * TRAIN_PER_CELL])
+            self.index.train(_unit(np.asarray(global_features[sample], dtype=np.float32)))
             self.index.nprobe = min(nprobe, cells)
         else:
-            self.index = faiss.IndexHNSWFlat(data.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efSearch = ef_search
-        self.index.add(data)
+        self.add(global_features)
+
+    def set_effort(self, value: int) -> None:
+        """Cells probed (IVF) or the least beam width (HNSW) of a FAISS backend."""
+        if self.backend == "faiss-hnsw":
+            self.ef_search = value
+        elif self.backend != "faiss-flat":
+            self.nprobe = self.index.nprobe = min(value, self.index.nlist)
+
+    def __len__(self) -> int:
+        return len(self.features) if self.backend == "torch" else int(self.index.ntotal)
+
+    def add(self, global_features) -> None:
+        """Append images (positions ``len(self) ..``): an index grown by ``mia index add``
+        without re-building what is already in."""
+        if self.backend == "torch":
+            more = torch.empty(len(global_features), self.features.shape[1],
+                               dtype=self.features.dtype)
+            for s, unit in _unit_chunks(global_features):
+                more[s:s + len(unit)] = torch.from_numpy(unit).to(more.dtype)
+            self.features = torch.cat([self.features, more])
+            return
+        for _, unit in _unit_chunks(global_features):
+            self.index.add(unit)
 
     def search(self, t_hat: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """t_hat [B, D] unit sentence features -> (sG [B, C], image indices [B, C])."""
@@ -70,3 +100,23 @@ class CandidateIndex:
         values, indices = torch.from_numpy(values), torch.from_numpy(indices).long()
         found = indices[0] >= 0  # FAISS pads with -1 when it finds fewer than count
         return values[:, found], indices[:, found]
+
+
+TRAIN_PER_CELL = 64  # k-means sample of the IVF backends: this many images per cell
+CHUNK = 65536  # images normalised at a time (a float32 copy of this many rows at most)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _unit_chunks(features):
+    """(start, unit float32 rows) over ``features`` (array, memory map or tensor)."""
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().numpy()
+    mapped = getattr(features, "_mmap", None)  # a memory map (GalleryIndex.rows)
+    for s in range(0, len(features), CHUNK):
+        yield s, np.ascontiguousarray(_unit(features[s:s + CHUNK]))
+        if mapped is not None:  # unmap the pages read (they stay in the page cache): the
+            mapped.madvise(mmap.MADV_DONTNEED)  # process's resident memory stays its own

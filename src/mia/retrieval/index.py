@@ -5,9 +5,14 @@ Layout of ``INDEX/``::
     manifest.json   format, counts, dtype, and the fingerprint of the model that built it
     images.json     image paths (relative to ``image_root``) and person ids when known
     global.npy      I            [G, D]
-    parts.npy       P_1..P_n     [G, n, D]
-    rga_keys.npy    RGA keys s unit(MLP_V_RGA(P)) [G, n, D]
-    bfm_keys.npy    BFM keys sqrt(s) unit(MLP_V_BFM(P)) [G, n, D]
+    local.npy       per image, one contiguous row [G, 3, n, D] of
+                      P_1..P_n                              (``parts``)
+                      RGA keys s unit(MLP_V_RGA(P))         (``rga_keys``)
+                      BFM keys sqrt(s) unit(MLP_V_BFM(P))   (``bfm_keys``)
+
+Stage 2 of a search reads one ``local`` row per candidate (one disk read). Segments of
+format v2/v3 indexes hold ``parts.npy``, ``rga_keys.npy`` and ``bfm_keys.npy`` separately;
+they open, search and grow as they are (new segments are written in the v4 layout).
 
 Arrays are ``.npy`` files read with ``allow_pickle=False`` (memory-mapped), so opening an
 index never unpickles anything. A build writes shards into ``INDEX.partial/`` (each shard
@@ -33,9 +38,11 @@ from mia.model.embeddings import ImageEmbeddings
 from mia.utils.errors import DatasetError, MiaError
 from mia.utils.io import atomic_open, atomic_write_json, sha256_file
 
-FORMAT = "mia-index-v3"  # v3: segments (mia index add) and removals (mia index remove)
-READABLE = ("mia-index-v2", FORMAT)  # v2: MLP outputs stored as scaled unit attention keys
+FORMAT = "mia-index-v4"  # v4: parts and keys of an image in one row (local.npy)
+# v3: segments (mia index add) and removals; v2: MLP outputs as scaled unit attention keys
+READABLE = ("mia-index-v2", "mia-index-v3", FORMAT)
 ARRAYS = ("global", "parts", "rga_keys", "bfm_keys")
+LOCAL = ARRAYS[1:]  # stacked in this order along axis 1 of local.npy
 FIELDS = dict(zip(ARRAYS, ("global_", "parts", "rga_keys", "bfm_keys")))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -129,21 +136,24 @@ class GalleryIndex:
         return index
 
     def rows(self, name: str, positions=None) -> np.ndarray:
-        """Array ``name`` at ``positions`` (default all), gathered from the segments'
-        memory maps: only those rows are read from disk."""
+        """Array ``name`` (one of ARRAYS, or ``local``: the per-part arrays stacked
+        [.., 3, n, D]) at ``positions`` (default all), gathered from the segments' memory
+        maps: only those rows are read from disk."""
         if positions is None:
-            if len(self.segments) == 1 and len(self) == self.segments[0].count:
+            if len(self.segments) == 1 and len(self) == self.segments[0].count \
+                    and name in self.segments[0].arrays:
                 return self.segments[0].arrays[name]
             positions = np.arange(len(self))
         ids = self.live[np.asarray(positions, dtype=np.int64)]
         seg = np.searchsorted(self.starts, ids, side="right") - 1
-        first = self.segments[0].arrays[name]
-        out = np.empty((len(ids), *first.shape[1:]), dtype=first.dtype)
+        d, n = self.dim, self.num_parts
+        shape = {"global": (d,), "local": (len(LOCAL), n, d)}.get(name, (n, d))
+        out = np.empty((len(ids), *shape), dtype=self.segments[0].arrays["global"].dtype)
         for k in np.unique(seg):
             pick = np.flatnonzero(seg == k)
             local = ids[pick] - self.segments[k].start
             order = np.argsort(local, kind="stable")  # ascending offsets: sequential reads
-            out[pick[order]] = self.segments[k].arrays[name][local[order]]
+            out[pick[order]] = _segment_rows(self.segments[k].arrays, name, local[order])
         return out
 
     @property
@@ -162,26 +172,88 @@ class GalleryIndex:
         """Rows ``index`` (positions, default all) as ImageEmbeddings in ``dtype`` (copies)."""
         with warnings.catch_warnings():  # read-only memory maps: only read, then copied
             warnings.simplefilter("ignore", UserWarning)
+            local = self.rows("local", index)  # one read per image of a v4 segment
+            rows = {"global": self.rows("global", index),
+                    **{name: local[:, j] for j, name in enumerate(LOCAL)}}
             return ImageEmbeddings(**{field: torch.from_numpy(np.ascontiguousarray(
-                self.rows(name, index))).to(dtype, copy=True)
-                for name, field in FIELDS.items()})
+                rows[name])).to(dtype, copy=True) for name, field in FIELDS.items()})
 
     def image_path(self, i: int) -> Path:
         return self.image_root / self.images[i]
 
 
+SPARSE = 0.05  # gathers of fewer rows than this fraction of an array read them one by one
+
+
+def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` for ascending ``rows``. From a memory map, a small gather is read
+    with one ``pread`` per run of consecutive rows: a page fault on a map would read ahead
+    (up to the device's read-ahead, 8 MB on some virtual disks) around every row."""
+    start = _file_offset(array)
+    if start is None or len(rows) > SPARSE * len(array):
+        return array[rows]
+    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    if not len(rows):
+        return out
+    row_bytes = out[0].nbytes
+    flat = out.reshape(len(rows), -1).view(np.uint8)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows
+    fd = os.open(array.filename, os.O_RDONLY)
+    try:
+        for first, last in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            want = (last - first) * row_bytes
+            got = os.preadv(fd, [flat[first:last].reshape(-1)],
+                            start + int(rows[first]) * row_bytes)
+            if got != want:
+                raise IndexFileError(f"{array.filename}: truncated (read {got} of {want} "
+                                     f"bytes at row {rows[first]})")
+    finally:
+        os.close(fd)
+    return out
+
+
+def _file_offset(array: np.ndarray) -> int | None:
+    """Where the contiguous memory-mapped ``array`` (or a view into one) starts in its
+    file; None when it is not such an array."""
+    root = array
+    while isinstance(root, np.memmap) and isinstance(root.base, np.memmap):
+        root = root.base  # a slice of a map keeps the map's offset: find the map itself
+    if not isinstance(root, np.memmap) or not array.flags.c_contiguous:
+        return None
+    data = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return root.offset + data
+
+
+def _segment_rows(arrays: dict[str, np.ndarray], name: str, rows: np.ndarray) -> np.ndarray:
+    """Rows (ascending) of ``name`` in one segment; ``local`` stacks the three per-part
+    arrays [count, 3, n, D] whichever layout the segment has."""
+    if name == "global" or (name == "local") == ("local" in arrays):
+        return _gather(arrays[name], rows)
+    if name == "local":  # a v2/v3 segment: three reads per image
+        return np.stack([_gather(arrays[n], rows) for n in LOCAL], axis=1)
+    return _gather(arrays["local"], rows)[:, LOCAL.index(name)]
+
+
 def _open_segment(path: Path, entry: dict, mmap: bool) -> Segment:
     folder = path / entry["folder"]
     listing = _read_json(folder / "images.json", ("images", "person_ids"))
+    names = ("global", "local") if (folder / "local.npy").is_file() else ARRAYS
     try:
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None,
-                                allow_pickle=False) for name in ARRAYS}
+                                allow_pickle=False) for name in names}
     except (OSError, ValueError) as exc:
         raise IndexFileError(f"{folder}: unreadable or corrupt index array ({exc})") from exc
     count = entry["count"]
     if any(a.shape[0] != count for a in arrays.values()) or len(listing["images"]) != count:
         raise IndexFileError(f"{folder}: array sizes disagree with the manifest "
                              f"({count} images)")
+    if "local" in arrays:
+        local = arrays["local"]
+        if local.ndim != 4 or local.shape[1] != len(LOCAL) or local.shape[3] != \
+                arrays["global"].shape[1]:
+            raise IndexFileError(f"{folder}/local.npy: shape {local.shape}, expected "
+                                 f"[{count}, {len(LOCAL)}, parts, {arrays['global'].shape[1]}]")
+        arrays.update({name: local[:, j] for j, name in enumerate(LOCAL)})  # views
     return Segment(entry["folder"], entry["start"], arrays, listing["images"],
                    listing["person_ids"])
 
@@ -339,9 +411,11 @@ def _finish(work: Path, out: Path, plan: dict, person_ids: list, image_root: Pat
     if not kept:
         raise DatasetError(f"no readable image to index ({len(skipped)} skipped; first: "
                            f"{skipped[0] if skipped else '-'})")
-    for name in ARRAYS:
-        with atomic_open(work / f"{name}.npy", "wb") as handle:
-            np.save(handle, np.concatenate([s[name] for s in shards]), allow_pickle=False)
+    with atomic_open(work / "global.npy", "wb") as handle:
+        np.save(handle, np.concatenate([s["global"] for s in shards]), allow_pickle=False)
+    with atomic_open(work / "local.npy", "wb") as handle:  # [G, 3, n, D]
+        np.save(handle, np.concatenate([np.stack([s[n] for n in LOCAL], axis=1)
+                                        for s in shards]), allow_pickle=False)
     atomic_write_json(work / "images.json", {"images": [plan["images"][i] for i in kept],
                                              "person_ids": [person_ids[i] for i in kept]},
                       indent=None)

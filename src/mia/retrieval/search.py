@@ -40,6 +40,11 @@ def _manifest_stamp(index: GalleryIndex):
     return stat.st_mtime_ns, stat.st_ino, stat.st_size
 
 
+def _appended(old: GalleryIndex, new: GalleryIndex) -> bool:
+    """True when ``new`` is ``old`` plus images added after it (nothing removed since)."""
+    return len(new) >= len(old) and np.array_equal(new.live[:len(old)], old.live)
+
+
 def index_retriever(index: GalleryIndex, run=None, device: str = "auto"):
     """The :class:`mia.api.Retriever` of the run that built ``index`` (or of ``run``)."""
     from mia.api import load
@@ -70,6 +75,7 @@ class Searcher:
 
     def _use(self, index: GalleryIndex) -> None:
         previous = getattr(self, "_stage1", None)
+        grown = isinstance(previous, CandidateIndex) and _appended(self.index, index)
         self.index = index
         self._stage1: CandidateIndex | VectorDB | None = None
         self._gallery: Gallery | None = None  # prepared once for exhaustive search
@@ -79,6 +85,9 @@ class Searcher:
         if self.backend == "milvus":
             self._stage1 = stage1_db(index, reuse=previous if isinstance(previous, VectorDB)
                                      else None)  # checked against the disk now
+        elif grown:  # only additions since: the in-process stage 1 takes just the new rows
+            previous.add(index.rows("global", np.arange(len(previous), len(index))))
+            self._stage1 = previous
 
     def refresh(self) -> bool:
         """Reopen the index if ``mia index add/remove/sync`` published a change since it
