@@ -186,11 +186,20 @@ def test_database_missing_rows_is_a_clear_error(grown, trained_run):
     assert growth.stage1_db(GalleryIndex.open(grown)).count() == len(index)
 
 
-def test_unreachable_database_and_busy_lite_file_are_clear_errors(tmp_path):
+def test_unreachable_database_and_busy_lite_file_are_clear_errors(tmp_path, trained_run,
+                                                                  synth_dir, capsys):
     pytest.importorskip("pymilvus", reason="needs the vectordb extra")
     with pytest.raises(VectorDBError, match="cannot reach the vector database at "
                                             "http://127.0.0.1:9"):
         VectorDB("http://127.0.0.1:9", "c").exists()
+    # index build --vector-db: the database is checked before any image is encoded
+    out = tmp_path / "never"
+    assert main(["index", "build", "--run", str(trained_run[0]), "--data", str(synth_dir),
+                 "--split", "test", "--out", str(out), "--vector-db", "http://127.0.0.1:9",
+                 "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "cannot reach the vector database at http://127.0.0.1:9" in err
+    assert "Traceback" not in err and not out.exists() and not out.with_name("never.partial").exists()
     lite = str(tmp_path / "busy.db")
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, sys, time; h = open(sys.argv[1] + '.lock', 'a'); "

@@ -56,4 +56,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 BACKENDS = ("auto", "torch", "faiss-flat", "faiss-ivf", "faiss-ivf-sq8", "faiss-hnsw", "milvus")
 BACKEND_HELP = ("stage-1 candidate search: auto = the index's vector database when it has "
-                "one (mia index sync), else exact torch in this process")
+                "one (mia index sync), else exact torch in this process; faiss-ivf-sq8 = "
+                "inverted lists of 8-bit features in this process (1 GB per million images at "
+                "D = 1024; built when the server starts)")

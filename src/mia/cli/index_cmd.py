@@ -113,6 +113,10 @@ def run_build(args: argparse.Namespace) -> int:
     from mia.data.reader import open_dataset
     from mia.retrieval.index import GalleryIndex, build_index
 
+    if args.vector_db:  # an unreachable database fails now, not after encoding
+        from mia.retrieval.vectordb import check_reachable
+
+        check_reachable(args.vector_db)
     retriever = mia.load(args.run, device=args.device, checkpoint=args.checkpoint)
     options = {"batch_size": args.batch_size, "dtype": args.dtype, "overwrite": args.overwrite,
                "skip_bad": args.skip_bad, "progress": not (args.no_progress or args.json)}

@@ -86,6 +86,20 @@ def _client(uri: str):
                             ) from exc
 
 
+def check_reachable(uri: str) -> None:
+    """Fail before long work: a server must answer at ``uri``; a Milvus Lite file (created
+    later, inside the index) needs the vectordb extra."""
+    if "://" in uri:
+        _client(uri).close()
+        return
+    try:
+        import milvus_lite  # noqa: F401
+        import pymilvus  # noqa: F401
+    except ImportError as exc:
+        raise VectorDBError("the vector-database stage 1 needs pymilvus and milvus-lite: "
+                            "pip install 'mia-reid[vectordb]'") from exc
+
+
 def resolve_uri(uri: str, index_dir: Path | None) -> str:
     """A server address as is; a Milvus Lite file relative to the index folder."""
     if "://" in uri:
