@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_phrases import make_captions  # noqa: E402
 from common import machine_line  # noqa: E402
 from mia.data.synth import generate_dataset  # noqa: E402
-from mia.retrieval.index import FORMAT, LOCAL, model_fingerprint  # noqa: E402
+from mia.retrieval.index import FORMAT, RECORD, model_fingerprint  # noqa: E402
 from mia.training.config import load_config  # noqa: E402
 from mia.training.launch import train  # noqa: E402
 from mia.training.run import load_trained  # noqa: E402
@@ -47,10 +47,10 @@ def make_index(root: Path, images: int) -> Path:
     rng = np.random.default_rng(0)
     index = root / "index"
     index.mkdir()
-    np.save(index / "global.npy", rng.standard_normal((images, D)).astype(np.float16))
-    local = rng.standard_normal((images, len(LOCAL), n, D))  # parts, RGA keys, BFM keys
-    local[:, 1:] /= np.linalg.norm(local[:, 1:], axis=-1, keepdims=True)  # unit keys
-    np.save(index / "local.npy", local.astype(np.float16))
+    record = rng.standard_normal((images, 1 + 3 * n, D))  # I, parts, RGA keys, BFM keys
+    record[:, 1 + n:] /= np.linalg.norm(record[:, 1 + n:], axis=-1, keepdims=True)  # unit keys
+    np.save(index / "global.npy", record[:, 0].astype(np.float16))
+    np.save(index / f"{RECORD}.npy", record.astype(np.float16))
     atomic_write_json(index / "images.json", {"images": [f"{i}.jpg" for i in range(images)],
                                               "person_ids": [i // 3 for i in range(images)]})
     atomic_write_json(index / "manifest.json", {

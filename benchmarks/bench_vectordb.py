@@ -41,7 +41,7 @@ from bench_search import make_queries, rss_mb  # noqa: E402
 from common import machine_line  # noqa: E402
 from mia.retrieval import growth  # noqa: E402
 from mia.retrieval.candidates import BACKENDS, CandidateIndex  # noqa: E402
-from mia.retrieval.index import FORMAT, LOCAL, GalleryIndex  # noqa: E402
+from mia.retrieval.index import FORMAT, RECORD, GalleryIndex  # noqa: E402
 from mia.retrieval.scoring import score_all  # noqa: E402
 from mia.retrieval.search import Searcher  # noqa: E402
 from mia.utils.io import atomic_write_json  # noqa: E402
@@ -59,18 +59,19 @@ def write_segment(folder: Path, start: int, count: int, proto: torch.Tensor, see
     bank = torch.randn(8192, N_PARTS, D, generator=gen)
     keys = F.normalize(torch.randn(8192, N_PARTS, D, generator=gen), dim=-1).half()
     folder.mkdir(parents=True, exist_ok=True)
-    shapes = {"global": (count, D), "local": (count, len(LOCAL), N_PARTS, D)}
-    files = {n: np.lib.format.open_memmap(folder / f"{n}.npy", "w+", np.float16, shape)
-             for n, shape in shapes.items()}
+    n = N_PARTS
+    shapes = {"global": (count, D), RECORD: (count, 1 + 3 * n, D)}
+    files = {k: np.lib.format.open_memmap(folder / f"{k}.npy", "w+", np.float16, shape)
+             for k, shape in shapes.items()}
     pids = torch.randint(0, len(proto), (count,), generator=gen)
     for s in tqdm(range(0, count, chunk), desc="writing features", disable=not progress):
         e = min(s + chunk, count)
         g = proto[pids[s:e]] + 0.8 * torch.randn(e - s, D, generator=gen)
-        files["global"][s:e] = g.half().numpy()
+        files["global"][s:e] = files[RECORD][s:e, 0] = g.half().numpy()
         pick = torch.randint(0, len(bank), (e - s,), generator=gen)
-        files["local"][s:e, 0] = (g[:, None] + bank[pick]).half().numpy()  # parts
+        files[RECORD][s:e, 1:1 + n] = (g[:, None] + bank[pick]).half().numpy()  # parts
         for j, shift in ((1, 1), (2, 2)):  # RGA and BFM keys
-            files["local"][s:e, j] = keys[(pick + shift) % len(keys)].numpy()
+            files[RECORD][s:e, 1 + j * n:1 + (j + 1) * n] = keys[(pick + shift) % len(keys)].numpy()
     for f in files.values():
         f.flush()
     del files

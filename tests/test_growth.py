@@ -243,25 +243,26 @@ def test_a_v2_index_opens_searches_and_grows_into_v4(grown, trained_run, synth_d
     retriever = mia.load(trained_run[0])
     query = "a man in a blue shirt"
     before = ranked(Searcher(GalleryIndex.open(grown), retriever), query)
-    local = np.load(grown / "local.npy")
+    record = np.load(grown / "features.npy")  # [G, 1 + 3n, D]
+    n = (record.shape[1] - 1) // 3
     for j, name in enumerate(("parts", "rga_keys", "bfm_keys")):
-        np.save(grown / f"{name}.npy", local[:, j])
-    (grown / "local.npy").unlink()
+        np.save(grown / f"{name}.npy", record[:, 1 + j * n:1 + (j + 1) * n])
+    (grown / "features.npy").unlink()
     manifest = json.loads((grown / "manifest.json").read_text())
     for key in ("segments", "next_id", "removed", "uid", "generation"):
         manifest.pop(key)
     (grown / "manifest.json").write_text(json.dumps({**manifest, "format": "mia-index-v2"}))
     old = GalleryIndex.open(grown)
     assert len(old) == manifest["count"] and old.generation == 0
-    assert "local" not in old.segments[0].arrays
+    assert "features" not in old.segments[0].arrays
     assert ranked(Searcher(old, retriever), query) == before
     val = split_paths(synth_dir, "val")
     growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
     new = GalleryIndex.open(grown)
     assert new.manifest["format"] == "mia-index-v4" and new.images == old.images + val
-    assert "local" in new.segments[1].arrays
+    assert "features" in new.segments[1].arrays
     mixed = new.embeddings(np.array([len(new) - 1, 0, 1]))  # one row of each layout
-    np.testing.assert_array_equal(mixed.parts[1:].numpy(), local[:2, 0].astype(np.float32))
+    np.testing.assert_array_equal(mixed.parts[1:].numpy(), record[:2, 1:1 + n].astype(np.float32))
     both = ranked(Searcher(new, retriever), query)  # scored over both layouts
     assert [r for r in both if r[0] not in set(val)] == before
 
@@ -325,25 +326,25 @@ def test_sparse_row_reads_from_disk_equal_the_arrays(tmp_path, monkeypatch):
     np.testing.assert_array_equal(_gather(mapped, rows), parts[rows])
     assert _gather(mapped, rows[:0]).shape == (0, 3, 4)
 
-    # two v4 segments (global [G, D], local [G, 3, n, D]) over views of one file each
-    local = rng.normal(size=(40, 3, 3, 4)).astype(np.float16)
-    np.save(tmp_path / "l.npy", local)
-    np.save(tmp_path / "g.npy", local[:, 0, 0])
-    lm, gm = np.load(tmp_path / "l.npy", mmap_mode="r"), np.load(tmp_path / "g.npy", mmap_mode="r")
-    halves = [Segment(".", 0, {"global": gm[:20], "local": lm[:20]}, [f"a{i}" for i in range(20)],
-                      [None] * 20),
-              Segment("s1", 20, {"global": gm[20:], "local": lm[20:]},
+    # two v4 segments (global [G, D], features [G, 1 + 3n, D]) over views of one file each
+    record = rng.normal(size=(40, 1 + 3 * 3, 4)).astype(np.float16)  # n = 3 parts
+    np.save(tmp_path / "f.npy", record)
+    np.save(tmp_path / "g.npy", record[:, 0])
+    fm, gm = np.load(tmp_path / "f.npy", mmap_mode="r"), np.load(tmp_path / "g.npy", mmap_mode="r")
+    halves = [Segment(".", 0, {"global": gm[:20], "features": fm[:20]},
+                      [f"a{i}" for i in range(20)], [None] * 20),
+              Segment("s1", 20, {"global": gm[20:], "features": fm[20:]},
                       [f"b{i}" for i in range(20)], [None] * 20)]
     for half in halves:
-        half.arrays.update(parts=half.arrays["local"][:, 0], rga_keys=half.arrays["local"][:, 1],
-                           bfm_keys=half.arrays["local"][:, 2])
+        half.arrays["parts"] = half.arrays["features"][:, 1:4]
     index = GalleryIndex(None, {}, tmp_path, halves, removed=[3, 25])
     live = np.delete(np.arange(40), [3, 25])
     positions = np.array([30, 0, 4, 24, 5])  # unordered, across both segments
-    np.testing.assert_array_equal(index.rows("local", positions), local[live[positions]])
-    np.testing.assert_array_equal(index.rows("bfm_keys", positions),
-                                  local[live[positions], 2])
-    np.testing.assert_array_equal(index.rows("global", positions), local[live[positions], 0, 0])
+    np.testing.assert_array_equal(index.rows("features", positions), record[live[positions]])
+    np.testing.assert_array_equal(index.rows("bfm_keys", positions), record[live[positions], 7:])
+    np.testing.assert_array_equal(index.rows("global", positions), record[live[positions], 0])
+    emb = index.embeddings(positions)
+    np.testing.assert_array_equal(emb.rga_keys.numpy(), record[live[positions], 4:7])
 
     with open(tmp_path / "p.npy", "r+b") as f:  # the file lost its tail after opening
         f.truncate(128 + 30 * parts[0].nbytes)
@@ -367,3 +368,35 @@ def test_in_process_stage1_takes_only_the_added_rows_on_reload(grown, trained_ru
     assert len(searcher.stage1) == len(test) + len(val) - 1
     assert ranked(searcher, query, 8) == ranked(Searcher(GalleryIndex.open(grown), retriever,
                                                          backend="torch"), query, 8)
+
+
+def test_faiss_stage1_is_kept_beside_the_index_and_follows_its_changes(
+        grown, trained_run, synth_dir, monkeypatch, caplog):
+    pytest.importorskip("faiss")
+    from mia.retrieval.candidates import CandidateIndex
+
+    retriever = mia.load(trained_run[0])
+    query = "a woman in a red coat"
+    first = Searcher(GalleryIndex.open(grown), retriever, backend="faiss-ivf-sq8")
+    expected = ranked(first, query, 8)
+    uid = GalleryIndex.open(grown).manifest["uid"]
+    cache = grown / ".stage1" / f"faiss-ivf-sq8-{uid}-g0.faiss"
+    assert cache.is_file()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("stage 1 built again instead of read from its cache")
+
+    with monkeypatch.context() as m:  # a second server start reads it
+        m.setattr(CandidateIndex, "__init__", no_build)
+        assert ranked(Searcher(GalleryIndex.open(grown), retriever,
+                               backend="faiss-ivf-sq8"), query, 8) == expected
+    val = split_paths(synth_dir, "val")
+    growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
+    assert first.refresh() and len(first.stage1) == len(first.index)  # grown in place
+    assert sorted(p.name for p in (grown / ".stage1").iterdir()) == \
+        [f"faiss-ivf-sq8-{uid}-g1.faiss"]  # saved for the new generation, the old dropped
+    (grown / ".stage1" / f"faiss-ivf-sq8-{uid}-g1.faiss").write_bytes(b"garbage")
+    with caplog.at_level("WARNING", logger="mia.retrieval.search"):
+        again = Searcher(GalleryIndex.open(grown), retriever, backend="faiss-ivf-sq8")
+        assert len(again.stage1) == len(again.index)  # a broken cache is built again
+    assert "unreadable stage-1 cache" in caplog.text

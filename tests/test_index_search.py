@@ -102,7 +102,7 @@ def test_index_is_loaded_without_pickle(index_dir, tmp_path):
 
     copy = tmp_path / "pickled"
     shutil.copytree(index_dir, copy)
-    np.save(copy / "local.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    np.save(copy / "features.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(IndexFileError, match="corrupt"):
         GalleryIndex.open(copy)
 

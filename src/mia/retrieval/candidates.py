@@ -12,6 +12,8 @@ never holds a float32 copy of the gallery.
 from __future__ import annotations
 
 import mmap
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,6 +66,38 @@ class CandidateIndex:
             self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efSearch = ef_search
         self.add(global_features)
+
+    def save(self, path: Path) -> None:
+        """Write a FAISS backend's index to ``path`` atomically (a cache: building one over
+        a million images takes minutes, reading it seconds)."""
+        faiss = _faiss()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            faiss.write_index(self.index, str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path, backend: str, count: int, dim: int,
+             nprobe: int = 32, ef_search: int = 128) -> CandidateIndex:
+        """A FAISS backend saved by :meth:`save`; MiaError unless it holds ``count``
+        features of ``dim``."""
+        faiss = _faiss()
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise MiaError(f"{path}: unreadable stage-1 cache ({str(exc).splitlines()[0]})"
+                           ) from exc
+        if index.ntotal != count or index.d != dim:
+            raise MiaError(f"{path}: {index.ntotal} x {index.d} features, the index has "
+                           f"{count} x {dim}")
+        self = cls.__new__(cls)
+        self.backend, self.index, self.ef_search, self.nprobe = backend, index, ef_search, nprobe
+        if backend != "faiss-flat":
+            self.set_effort(ef_search if backend == "faiss-hnsw" else nprobe)
+        return self
 
     def set_effort(self, value: int) -> None:
         """Cells probed (IVF) or the least beam width (HNSW) of a FAISS backend."""

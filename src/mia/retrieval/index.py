@@ -4,15 +4,17 @@ Layout of ``INDEX/``::
 
     manifest.json   format, counts, dtype, and the fingerprint of the model that built it
     images.json     image paths (relative to ``image_root``) and person ids when known
-    global.npy      I            [G, D]
-    local.npy       per image, one contiguous row [G, 3, n, D] of
+    global.npy      I            [G, D]      (stage 1 reads it whole)
+    features.npy    per image one contiguous record [G, 1 + 3n, D] (stage 2 reads one
+                    record per candidate: one disk read):
+                      I                                     (``global``, again)
                       P_1..P_n                              (``parts``)
                       RGA keys s unit(MLP_V_RGA(P))         (``rga_keys``)
                       BFM keys sqrt(s) unit(MLP_V_BFM(P))   (``bfm_keys``)
 
-Stage 2 of a search reads one ``local`` row per candidate (one disk read). Segments of
-format v2/v3 indexes hold ``parts.npy``, ``rga_keys.npy`` and ``bfm_keys.npy`` separately;
-they open, search and grow as they are (new segments are written in the v4 layout).
+Segments of v2/v3 indexes hold ``parts.npy``, ``rga_keys.npy`` and ``bfm_keys.npy``
+instead of ``features.npy``; they open, search and grow as they are (new segments are
+written in the v4 layout).
 
 Arrays are ``.npy`` files read with ``allow_pickle=False`` (memory-mapped), so opening an
 index never unpickles anything. A build writes shards into ``INDEX.partial/`` (each shard
@@ -38,11 +40,11 @@ from mia.model.embeddings import ImageEmbeddings
 from mia.utils.errors import DatasetError, MiaError
 from mia.utils.io import atomic_open, atomic_write_json, sha256_file
 
-FORMAT = "mia-index-v4"  # v4: parts and keys of an image in one row (local.npy)
+FORMAT = "mia-index-v4"  # v4: everything stage 2 needs of an image in one record
 # v3: segments (mia index add) and removals; v2: MLP outputs as scaled unit attention keys
 READABLE = ("mia-index-v2", "mia-index-v3", FORMAT)
 ARRAYS = ("global", "parts", "rga_keys", "bfm_keys")
-LOCAL = ARRAYS[1:]  # stacked in this order along axis 1 of local.npy
+RECORD = "features"  # features.npy: ARRAYS stacked in this order along axis 1
 FIELDS = dict(zip(ARRAYS, ("global_", "parts", "rga_keys", "bfm_keys")))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -136,9 +138,9 @@ class GalleryIndex:
         return index
 
     def rows(self, name: str, positions=None) -> np.ndarray:
-        """Array ``name`` (one of ARRAYS, or ``local``: the per-part arrays stacked
-        [.., 3, n, D]) at ``positions`` (default all), gathered from the segments' memory
-        maps: only those rows are read from disk."""
+        """Array ``name`` (one of ARRAYS, or ``features``: all of them stacked
+        [.., 1 + 3n, D]) at ``positions`` (default all), gathered from the segments'
+        memory maps: only those rows are read from disk."""
         if positions is None:
             if len(self.segments) == 1 and len(self) == self.segments[0].count \
                     and name in self.segments[0].arrays:
@@ -147,13 +149,13 @@ class GalleryIndex:
         ids = self.live[np.asarray(positions, dtype=np.int64)]
         seg = np.searchsorted(self.starts, ids, side="right") - 1
         d, n = self.dim, self.num_parts
-        shape = {"global": (d,), "local": (len(LOCAL), n, d)}.get(name, (n, d))
+        shape = {"global": (d,), RECORD: (1 + 3 * n, d)}.get(name, (n, d))
         out = np.empty((len(ids), *shape), dtype=self.segments[0].arrays["global"].dtype)
         for k in np.unique(seg):
             pick = np.flatnonzero(seg == k)
             local = ids[pick] - self.segments[k].start
             order = np.argsort(local, kind="stable")  # ascending offsets: sequential reads
-            out[pick[order]] = _segment_rows(self.segments[k].arrays, name, local[order])
+            out[pick[order]] = _segment_rows(self.segments[k].arrays, name, local[order], n)
         return out
 
     @property
@@ -172,9 +174,7 @@ class GalleryIndex:
         """Rows ``index`` (positions, default all) as ImageEmbeddings in ``dtype`` (copies)."""
         with warnings.catch_warnings():  # read-only memory maps: only read, then copied
             warnings.simplefilter("ignore", UserWarning)
-            local = self.rows("local", index)  # one read per image of a v4 segment
-            rows = {"global": self.rows("global", index),
-                    **{name: local[:, j] for j, name in enumerate(LOCAL)}}
+            rows = _split(self.rows(RECORD, index), self.num_parts)  # a read per image
             return ImageEmbeddings(**{field: torch.from_numpy(np.ascontiguousarray(
                 rows[name])).to(dtype, copy=True) for name, field in FIELDS.items()})
 
@@ -224,20 +224,27 @@ def _file_offset(array: np.ndarray) -> int | None:
     return root.offset + data
 
 
-def _segment_rows(arrays: dict[str, np.ndarray], name: str, rows: np.ndarray) -> np.ndarray:
-    """Rows (ascending) of ``name`` in one segment; ``local`` stacks the three per-part
-    arrays [count, 3, n, D] whichever layout the segment has."""
-    if name == "global" or (name == "local") == ("local" in arrays):
+def _split(record: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """ARRAYS as views of records [.., 1 + 3n, D]."""
+    return {"global": record[:, 0], "parts": record[:, 1:1 + n],
+            "rga_keys": record[:, 1 + n:1 + 2 * n], "bfm_keys": record[:, 1 + 2 * n:]}
+
+
+def _segment_rows(arrays: dict[str, np.ndarray], name: str, rows: np.ndarray,
+                  n: int) -> np.ndarray:
+    """Rows (ascending) of ``name`` in one segment, whichever layout it has."""
+    if name == "global" or (name == RECORD) == (RECORD in arrays):
         return _gather(arrays[name], rows)
-    if name == "local":  # a v2/v3 segment: three reads per image
-        return np.stack([_gather(arrays[n], rows) for n in LOCAL], axis=1)
-    return _gather(arrays["local"], rows)[:, LOCAL.index(name)]
+    if name == RECORD:  # a v2/v3 segment: four reads per image
+        return np.concatenate([_gather(arrays["global"], rows)[:, None],
+                               *(_gather(arrays[k], rows) for k in ARRAYS[1:])], axis=1)
+    return _split(_gather(arrays[RECORD], rows), n)[name]
 
 
 def _open_segment(path: Path, entry: dict, mmap: bool) -> Segment:
     folder = path / entry["folder"]
     listing = _read_json(folder / "images.json", ("images", "person_ids"))
-    names = ("global", "local") if (folder / "local.npy").is_file() else ARRAYS
+    names = ("global", RECORD) if (folder / f"{RECORD}.npy").is_file() else ARRAYS
     try:
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None,
                                 allow_pickle=False) for name in names}
@@ -247,13 +254,13 @@ def _open_segment(path: Path, entry: dict, mmap: bool) -> Segment:
     if any(a.shape[0] != count for a in arrays.values()) or len(listing["images"]) != count:
         raise IndexFileError(f"{folder}: array sizes disagree with the manifest "
                              f"({count} images)")
-    if "local" in arrays:
-        local = arrays["local"]
-        if local.ndim != 4 or local.shape[1] != len(LOCAL) or local.shape[3] != \
-                arrays["global"].shape[1]:
-            raise IndexFileError(f"{folder}/local.npy: shape {local.shape}, expected "
-                                 f"[{count}, {len(LOCAL)}, parts, {arrays['global'].shape[1]}]")
-        arrays.update({name: local[:, j] for j, name in enumerate(LOCAL)})  # views
+    if RECORD in arrays:
+        record, dim = arrays[RECORD], arrays["global"].shape[1]
+        if record.ndim != 3 or record.shape[1] % 3 != 1 or record.shape[2] != dim:
+            raise IndexFileError(f"{folder}/{RECORD}.npy: shape {record.shape}, expected "
+                                 f"[{count}, 1 + 3 x parts, {dim}]")
+        views = _split(record, record.shape[1] // 3)
+        arrays.update({k: views[k] for k in ARRAYS[1:]})
     return Segment(entry["folder"], entry["start"], arrays, listing["images"],
                    listing["person_ids"])
 
@@ -413,8 +420,9 @@ def _finish(work: Path, out: Path, plan: dict, person_ids: list, image_root: Pat
                            f"{skipped[0] if skipped else '-'})")
     with atomic_open(work / "global.npy", "wb") as handle:
         np.save(handle, np.concatenate([s["global"] for s in shards]), allow_pickle=False)
-    with atomic_open(work / "local.npy", "wb") as handle:  # [G, 3, n, D]
-        np.save(handle, np.concatenate([np.stack([s[n] for n in LOCAL], axis=1)
+    with atomic_open(work / f"{RECORD}.npy", "wb") as handle:  # [G, 1 + 3n, D]
+        np.save(handle, np.concatenate([np.concatenate([s["global"][:, None],
+                                                        *(s[k] for k in ARRAYS[1:])], axis=1)
                                         for s in shards]), allow_pickle=False)
     atomic_write_json(work / "images.json", {"images": [plan["images"][i] for i in kept],
                                              "person_ids": [person_ids[i] for i in kept]},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +39,33 @@ def _manifest_stamp(index: GalleryIndex):
         return None
     stat = os.stat(index.path / "manifest.json")
     return stat.st_mtime_ns, stat.st_ino, stat.st_size
+
+
+CACHED = ("faiss-ivf", "faiss-ivf-sq8", "faiss-hnsw")  # stage-1 backends slow to build
+
+
+def _stage1_cache(index: GalleryIndex, backend: str) -> Path | None:
+    """Where a FAISS stage 1 of this version of the index is kept: ``INDEX/.stage1/``,
+    named by the index's uid and generation (so a change publishes a new name)."""
+    if index.path is None or backend not in CACHED:
+        return None
+    return (index.path / ".stage1"
+            / f"{backend}-{index.manifest.get('uid', 'index')}-g{index.generation}.faiss")
+
+
+def _save_stage1(stage1: CandidateIndex, path: Path | None) -> None:
+    """Keep ``stage1`` at ``path`` and drop the files of earlier generations; a read-only
+    index folder only costs the next start the build again."""
+    if path is None:
+        return
+    try:
+        stage1.save(path)
+        for old in path.parent.glob(f"{stage1.backend}-*.faiss"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("stage 1 not cached in %s (%s): the next start builds it again",
+                    path.parent, exc)
 
 
 def _appended(old: GalleryIndex, new: GalleryIndex) -> bool:
@@ -88,6 +116,7 @@ class Searcher:
         elif grown:  # only additions since: the in-process stage 1 takes just the new rows
             previous.add(index.rows("global", np.arange(len(previous), len(index))))
             self._stage1 = previous
+            _save_stage1(previous, _stage1_cache(index, self.backend))
 
     def refresh(self) -> bool:
         """Reopen the index if ``mia index add/remove/sync`` published a change since it
@@ -112,7 +141,18 @@ class Searcher:
     @property
     def stage1(self) -> CandidateIndex | VectorDB:
         if self._stage1 is None:
-            self._stage1 = CandidateIndex(self.index.rows("global"), self.backend)
+            cache = _stage1_cache(self.index, self.backend)
+            if cache is not None and cache.is_file():
+                try:
+                    self._stage1 = CandidateIndex.load(cache, self.backend, len(self.index),
+                                                       self.index.dim)
+                except MiaError as exc:  # built again below, and the cache replaced
+                    log.warning("%s", exc)
+            if self._stage1 is None:
+                log.info("stage 1: building %s over %d images%s", self.backend,
+                         len(self.index), f" (kept in {cache.parent})" if cache else "")
+                self._stage1 = CandidateIndex(self.index.rows("global"), self.backend)
+                _save_stage1(self._stage1, cache)
         return self._stage1
 
     def encode(self, text: str) -> tuple[TextEmbeddings, list[list[str]], list[str]]:
