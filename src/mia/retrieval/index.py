@@ -174,9 +174,9 @@ class GalleryIndex:
         """Rows ``index`` (positions, default all) as ImageEmbeddings in ``dtype`` (copies)."""
         with warnings.catch_warnings():  # read-only memory maps: only read, then copied
             warnings.simplefilter("ignore", UserWarning)
-            rows = _split(self.rows(RECORD, index), self.num_parts)  # a read per image
-            return ImageEmbeddings(**{field: torch.from_numpy(np.ascontiguousarray(
-                rows[name])).to(dtype, copy=True) for name, field in FIELDS.items()})
+            record = torch.from_numpy(self.rows(RECORD, index)).to(dtype, copy=True)
+            rows = _split(record, self.num_parts)  # views of the one copy
+            return ImageEmbeddings(**{field: rows[name] for name, field in FIELDS.items()})
 
     def image_path(self, i: int) -> Path:
         return self.image_root / self.images[i]
@@ -198,18 +198,38 @@ def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     row_bytes = out[0].nbytes
     flat = out.reshape(len(rows), -1).view(np.uint8)
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows
+    runs = list(zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(rows)].tolist()))
     fd = os.open(array.filename, os.O_RDONLY)
+
+    def read(run: tuple[int, int]) -> None:
+        first, last = run
+        want = (last - first) * row_bytes
+        got = os.preadv(fd, [flat[first:last].reshape(-1)], start + int(rows[first]) * row_bytes)
+        if got != want:
+            raise IndexFileError(f"{array.filename}: truncated (read {got} of {want} bytes "
+                                 f"at row {rows[first]})")
+
     try:
-        for first, last in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
-            want = (last - first) * row_bytes
-            got = os.preadv(fd, [flat[first:last].reshape(-1)],
-                            start + int(rows[first]) * row_bytes)
-            if got != want:
-                raise IndexFileError(f"{array.filename}: truncated (read {got} of {want} "
-                                     f"bytes at row {rows[first]})")
+        if len(runs) < 2 * READ_THREADS:
+            for run in runs:
+                read(run)
+        else:  # several reads in flight: the disk answers some of them together
+            list(_reader_pool().map(read, runs))
     finally:
         os.close(fd)
     return out
+
+
+READ_THREADS = 16  # reads in flight for a large gather (cold C = 500: 93 -> 68 ms, README)
+_POOL: list = []
+
+
+def _reader_pool():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mia-read"))
+    return _POOL[0]
 
 
 def _file_offset(array: np.ndarray) -> int | None:
