@@ -1,20 +1,23 @@
-"""Galleries that outgrow memory: stage 1 on a vector database, stage 2 from disk.
+"""Galleries that outgrow memory: stage 1 on a vector database or in process, stage 2
+from disk.
 
-Writes a synthetic index of G images (person-structured features as in bench_search.py,
-float16, one memory-mapped segment: 38 KB per image at D = 1024, so 1,000,000 images are
-38 GB on disk) under --work, puts its global features into a Milvus collection with
+Writes a synthetic v4 index of G images (person-structured features as in
+bench_search.py, float16, one segment: 41 KB per image at D = 1024, so 1,000,000 images
+are 41 GB on disk) under --work. Stage 1 (top C by sG) is a Milvus collection filled by
 `mia index sync` (by default a Milvus Lite server started as a separate process, as in
-production; --embedded runs it inside this process), then answers queries through
-mia.retrieval.search.Searcher: stage 1 on the database (top C by sG), stage 2 (exact
-sF = sG + sR + 0.5 sL on the C candidates, their rows read from the memory-mapped files),
-and the explanations of the top 10. Prints p50/p95 of stage 1, stage 2 and end to end,
-the share of the exhaustive sF top-10 found (exhaustive scores streamed once over every
-image for --recall-queries queries), resident memory of this process and of the database
-server, and the time to add --add images (segment written to disk + database insert +
-publication; encoding excluded).
+production; --embedded runs it inside this process) or, with --stage1, an in-process
+backend (torch, faiss-ivf-sq8, ...: built once and, with --keep, reused). Queries go
+through mia.retrieval.search.Searcher: stage 1, stage 2 (exact sF = sG + sR + 0.5 sL on
+the C candidates, one record per candidate read from disk) and the explanations of the
+top 10. Prints p50/p95 of stage 1, stage 2 and end to end per (nprobe, C), the share of
+the exhaustive sF top-10 found (exhaustive scores streamed once over every image, in a
+child process, for --recall-queries queries), resident memory of this process and of the
+database server, and the time to add --add images (segment written to disk + database
+insert + publication; encoding excluded) and for the searcher to take them.
 
-    python benchmarks/bench_vectordb.py --images 100000 --work /data/vdb
-    python benchmarks/bench_vectordb.py --images 1000000 --work /data/vdb --recall-queries 10
+    python benchmarks/bench_vectordb.py --images 100000 --clusters 1000 --drop-caches
+    python benchmarks/bench_vectordb.py --images 1000000 --clusters 10000 --work /data/vdb \
+        --stage1 faiss-ivf-sq8 --drop-caches --candidates 100 200 500
 """
 
 from __future__ import annotations
