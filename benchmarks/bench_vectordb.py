@@ -229,18 +229,20 @@ def main() -> None:
     base_rss = rss_mb()
     cache = work / f"{args.stage1}-{args.cells or 'default'}.faiss"
     if args.stage1 in CACHED and args.keep and cache.is_file():
-        searcher._stage1 = CandidateIndex.load(cache, args.stage1, len(index), index.dim)
+        searcher._stage1 = CandidateIndex.load(cache, args.stage1, index.dim)
+        searcher._stage1_ids = index.live.copy()
         print(f"stage 1 ({args.stage1}) read from {cache}, this process {memory_of()}")
     elif args.stage1 != "milvus":  # built before timing
         t0 = time.perf_counter()
         searcher._stage1 = CandidateIndex(index.rows("global"), args.stage1,
                                           cells=args.cells)
+        searcher._stage1_ids = index.live.copy()
         print(f"stage 1 ({args.stage1}) built in {time.perf_counter() - t0:.1f} s, "
               f"this process {memory_of()}")
         if args.stage1 in CACHED:  # what a restart costs: reading the kept stage 1
             searcher._stage1.save(cache)
             t0 = time.perf_counter()
-            CandidateIndex.load(cache, args.stage1, len(index), index.dim)
+            CandidateIndex.load(cache, args.stage1, index.dim)
             print(f"a restart reads it from its cache ({cache.stat().st_size / 1e9:.2f} GB) "
                   f"in {time.perf_counter() - t0:.1f} s")
     phrases = [f"phrase {j}" for j in range(6)]

@@ -363,9 +363,17 @@ def test_in_process_stage1_takes_only_the_added_rows_on_reload(grown, trained_ru
     fresh = Searcher(GalleryIndex.open(grown), retriever, backend="torch")
     query = "a woman in a red coat"
     assert ranked(searcher, query, 8) == ranked(fresh, query, 8)
-    growth.remove_images(grown, [test[0]])  # a removal shifts positions: built again
+    top = ranked(fresh, query, 8)
+    growth.remove_images(grown, [top[0][0]])  # the best image goes: its row stays, unused
+    assert searcher.refresh() and searcher.stage1 is first
+    assert len(first) == len(test) + len(val)
+    rebuilt = Searcher(GalleryIndex.open(grown), retriever, backend="torch")
+    assert ranked(searcher, query, 8) == ranked(rebuilt, query, 8)
+    assert top[0][0] not in {image for image, _ in ranked(searcher, query, 8)}
+    gone = [p for p in test + val if p != top[0][0]][:len(test) // 3]  # over STALE: rebuilt
+    growth.remove_images(grown, gone)
     assert searcher.refresh() and searcher.stage1 is not first
-    assert len(searcher.stage1) == len(test) + len(val) - 1
+    assert len(searcher.stage1) == len(test) + len(val) - 1 - len(gone)
     assert ranked(searcher, query, 8) == ranked(Searcher(GalleryIndex.open(grown), retriever,
                                                          backend="torch"), query, 8)
 
@@ -394,8 +402,15 @@ def test_faiss_stage1_is_kept_beside_the_index_and_follows_its_changes(
     growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
     assert first.refresh() and len(first.stage1) == len(first.index)  # grown in place
     assert sorted(p.name for p in (grown / ".stage1").iterdir()) == \
-        [f"faiss-ivf-sq8-{uid}-g1.faiss"]  # saved for the new generation, the old dropped
-    (grown / ".stage1" / f"faiss-ivf-sq8-{uid}-g1.faiss").write_bytes(b"garbage")
+        [f"faiss-ivf-sq8-{uid}-g1.faiss", f"faiss-ivf-sq8-{uid}-g1.ids.npy"]  # the old dropped
+    growth.remove_images(grown, [val[0]])  # its row stays in the kept stage 1, unused
+    assert first.refresh() and len(first.stage1) == len(first.index) + 1
+    with monkeypatch.context() as m:
+        m.setattr(CandidateIndex, "__init__", no_build)
+        restarted = Searcher(GalleryIndex.open(grown), retriever, backend="faiss-ivf-sq8")
+        assert ranked(restarted, query, 8) == ranked(first, query, 8)
+        assert val[0] not in {image for image, _ in ranked(restarted, query, len(val))}
+    (grown / ".stage1" / f"faiss-ivf-sq8-{uid}-g2.faiss").write_bytes(b"garbage")
     with caplog.at_level("WARNING", logger="mia.retrieval.search"):
         again = Searcher(GalleryIndex.open(grown), retriever, backend="faiss-ivf-sq8")
         assert len(again.stage1) == len(again.index)  # a broken cache is built again

@@ -84,19 +84,18 @@ class CandidateIndex:
             tmp.unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, path: Path, backend: str, count: int, dim: int,
-             nprobe: int | None = None, ef_search: int = 128) -> CandidateIndex:
-        """A FAISS backend saved by :meth:`save`; MiaError unless it holds ``count``
-        features of ``dim``."""
+    def load(cls, path: Path, backend: str, dim: int, nprobe: int | None = None,
+             ef_search: int = 128) -> CandidateIndex:
+        """A FAISS backend saved by :meth:`save`; MiaError unless its features have
+        ``dim`` dimensions."""
         faiss = _faiss()
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise MiaError(f"{path}: unreadable stage-1 cache ({str(exc).splitlines()[0]})"
                            ) from exc
-        if index.ntotal != count or index.d != dim:
-            raise MiaError(f"{path}: {index.ntotal} x {index.d} features, the index has "
-                           f"{count} x {dim}")
+        if index.d != dim:
+            raise MiaError(f"{path}: features of {index.d} dimensions, the index has {dim}")
         self = cls.__new__(cls)
         self.backend, self.index, self.ef_search = backend, index, ef_search
         self.nprobe = nprobe or NPROBE.get(backend, 32)

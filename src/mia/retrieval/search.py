@@ -27,6 +27,7 @@ from mia.retrieval.scoring import Gallery, score_all, score_prepared
 from mia.retrieval.vectordb import VectorDB
 from mia.text.queries import QueryError, read_query
 from mia.utils.errors import MiaError
+from mia.utils.io import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +54,40 @@ def _stage1_cache(index: GalleryIndex, backend: str) -> Path | None:
             / f"{backend}-{index.manifest.get('uid', 'index')}-g{index.generation}.faiss")
 
 
-def _save_stage1(stage1: CandidateIndex, path: Path | None) -> None:
-    """Keep ``stage1`` at ``path`` and drop the files of earlier generations; a read-only
-    index folder only costs the next start the build again."""
+def _save_stage1(stage1: CandidateIndex, ids: np.ndarray, path: Path | None) -> None:
+    """Keep ``stage1`` and the global ids of its rows at ``path`` and drop the files of
+    earlier generations; a read-only index folder only costs the next start the build."""
     if path is None:
         return
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(_ids_file(path), "wb") as handle:  # first: a crash in between
+            np.save(handle, ids, allow_pickle=False)  # leaves counts that disagree
         stage1.save(path)
-        for old in path.parent.glob(f"{stage1.backend}-*.faiss"):
-            if old != path:
+        for old in path.parent.glob(f"{stage1.backend}-*"):
+            if old not in (path, _ids_file(path)):
                 old.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("stage 1 not cached in %s (%s): the next start builds it again",
                     path.parent, exc)
 
 
-def _appended(old: GalleryIndex, new: GalleryIndex) -> bool:
-    """True when ``new`` is ``old`` plus images added after it (nothing removed since)."""
-    return len(new) >= len(old) and np.array_equal(new.live[:len(old)], old.live)
+def _load_stage1(path: Path, backend: str, dim: int) -> tuple[CandidateIndex, np.ndarray]:
+    stage1 = CandidateIndex.load(path, backend, dim)
+    try:
+        ids = np.load(_ids_file(path), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise MiaError(f"{_ids_file(path)}: unreadable stage-1 cache ({exc})") from exc
+    if ids.shape != (len(stage1),):
+        raise MiaError(f"{path}: {len(stage1)} rows, {ids.shape} ids in {_ids_file(path).name}")
+    return stage1, ids
+
+
+def _ids_file(path: Path) -> Path:
+    return path.with_name(path.stem + ".ids.npy")
+
+
+STALE = 0.1  # an in-process stage 1 is rebuilt when this share of its rows was removed
 
 
 def index_retriever(index: GalleryIndex, run=None, device: str = "auto"):
@@ -103,9 +120,11 @@ class Searcher:
 
     def _use(self, index: GalleryIndex) -> None:
         previous = getattr(self, "_stage1", None)
-        grown = isinstance(previous, CandidateIndex) and _appended(self.index, index)
+        previous_ids = getattr(self, "_stage1_ids", None)
         self.index = index
         self._stage1: CandidateIndex | VectorDB | None = None
+        self._stage1_ids: np.ndarray | None = None  # global id of each in-process row
+        self._dead = 0  # rows of the in-process stage 1 whose images were removed
         self._gallery: Gallery | None = None  # prepared once for exhaustive search
         self._stamp = _manifest_stamp(index)
         per_image = Gallery.bytes_per_image(index.dim, index.num_parts)
@@ -113,10 +132,23 @@ class Searcher:
         if self.backend == "milvus":
             self._stage1 = stage1_db(index, reuse=previous if isinstance(previous, VectorDB)
                                      else None)  # checked against the disk now
-        elif grown:  # only additions since: the in-process stage 1 takes just the new rows
-            previous.add(index.rows("global", np.arange(len(previous), len(index))))
-            self._stage1 = previous
-            _save_stage1(previous, _stage1_cache(index, self.backend))
+        elif isinstance(previous, CandidateIndex):
+            self._catch_up(previous, previous_ids)
+
+    def _catch_up(self, stage1: CandidateIndex, ids: np.ndarray) -> None:
+        """Keep an in-process stage 1 across a change of the index: it takes the rows of
+        the images added since (ids above its newest) and leaves removed ones in place
+        (searches drop them), until STALE of its rows are removed ones."""
+        index = self.index
+        new = np.flatnonzero(index.live > (ids.max() if len(ids) else -1))
+        dead = len(ids) - (len(index) - len(new))  # its rows no longer in the index
+        if dead > STALE * max(len(ids), 1):
+            return  # built again at the next search
+        if len(new):
+            stage1.add(index.rows("global", new))
+            ids = np.concatenate([ids, index.live[new]])
+        self._stage1, self._stage1_ids, self._dead = stage1, ids, dead
+        _save_stage1(stage1, ids, _stage1_cache(index, self.backend))
 
     def refresh(self) -> bool:
         """Reopen the index if ``mia index add/remove/sync`` published a change since it
@@ -144,15 +176,15 @@ class Searcher:
             cache = _stage1_cache(self.index, self.backend)
             if cache is not None and cache.is_file():
                 try:
-                    self._stage1 = CandidateIndex.load(cache, self.backend, len(self.index),
-                                                       self.index.dim)
+                    self._catch_up(*_load_stage1(cache, self.backend, self.index.dim))
                 except MiaError as exc:  # built again below, and the cache replaced
                     log.warning("%s", exc)
             if self._stage1 is None:
                 log.info("stage 1: building %s over %d images%s", self.backend,
                          len(self.index), f" (kept in {cache.parent})" if cache else "")
                 self._stage1 = CandidateIndex(self.index.rows("global"), self.backend)
-                _save_stage1(self._stage1, cache)
+                self._stage1_ids, self._dead = self.index.live.copy(), 0
+                _save_stage1(self._stage1, self._stage1_ids, cache)
         return self._stage1
 
     def encode(self, text: str) -> tuple[TextEmbeddings, list[list[str]], list[str]]:
@@ -170,11 +202,13 @@ class Searcher:
         if count is None and G <= self.exhaustive_up_to or count is not None and count >= G:
             return None
         t_hat = F.normalize(txt.global_.float(), dim=-1)
-        found = self.stage1.search(t_hat, count or DEFAULT_CANDIDATES)[1][0]
-        if self.backend != "milvus":
-            return found
-        positions = torch.from_numpy(self.index.positions(found.numpy()))
-        return positions[positions >= 0]  # rows of unpublished adds or removals dropped
+        count = count or DEFAULT_CANDIDATES
+        stage1 = self.stage1
+        found = stage1.search(t_hat, count + self._dead)[1][0].numpy()
+        ids = found if self.backend == "milvus" else self._stage1_ids[found]
+        positions = torch.from_numpy(self.index.positions(ids))
+        return positions[positions >= 0][:count]  # removed images (and rows of unpublished
+        # adds in a database) dropped
 
     def scores(self, txt: TextEmbeddings, ids: torch.Tensor | None,
                chunk: int = 8192) -> dict[str, torch.Tensor]:
