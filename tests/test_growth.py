@@ -394,10 +394,12 @@ def test_faiss_stage1_is_kept_beside_the_index_and_follows_its_changes(
     def no_build(*args, **kwargs):
         raise AssertionError("stage 1 built again instead of read from its cache")
 
-    with monkeypatch.context() as m:  # a second server start reads it
+    with monkeypatch.context() as m:  # a second server start reads it, so does the API
         m.setattr(CandidateIndex, "__init__", no_build)
         assert ranked(Searcher(GalleryIndex.open(grown), retriever,
                                backend="faiss-ivf-sq8"), query, 8) == expected
+        answer = retriever.search(grown, query, k=1000, candidates=8, backend="faiss-ivf-sq8")
+        assert [(r["image"], round(r["score"], 4)) for r in answer["results"]] == expected
     val = split_paths(synth_dir, "val")
     growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
     assert first.refresh() and len(first.stage1) == len(first.index)  # grown in place

@@ -242,16 +242,20 @@ class Retriever:
                           batch_size=batch_size, progress=progress, skip_bad=skip_bad)
 
     def search(self, index, text: str, k: int = 10, candidates: int | None = None,
-               lambda1: float | None = None, lambda2: float | None = None) -> dict:
+               lambda1: float | None = None, lambda2: float | None = None,
+               backend: str = "auto") -> dict:
         """Ranked, explained results of a description over an index (a path or an opened
-        :class:`mia.retrieval.index.GalleryIndex`); the JSON of ``mia search --json``."""
+        :class:`mia.retrieval.index.GalleryIndex`); the JSON of ``mia search --json``.
+        ``backend``: the stage 1 (``mia search --backend``). For many queries over a large
+        gallery, open one :class:`mia.retrieval.search.Searcher` and ask it each time."""
         from mia.retrieval.index import GalleryIndex
         from mia.retrieval.search import Searcher
 
         if not isinstance(index, GalleryIndex):
             index = GalleryIndex.open(index)
         l1, l2 = self._lambdas(lambda1, lambda2)
-        return Searcher(index, self, lambda1=l1, lambda2=l2).search(text, k, candidates)
+        return Searcher(index, self, lambda1=l1, lambda2=l2, backend=backend).search(
+            text, k, candidates)
 
 
 def score(img: ImageEmbeddings, txt: TextEmbeddings, lambda1: float, lambda2: float,
