@@ -1,6 +1,7 @@
 """A growing index: add, remove, crash safety, the vector-database stage 1, live reload."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -315,12 +316,12 @@ def test_sparse_row_reads_from_disk_equal_the_arrays(tmp_path, monkeypatch):
     """Small gathers are read with pread per run of rows (no read-ahead around every
     row); they return what indexing the arrays would, across segments and removals."""
     from mia.retrieval import index as index_mod
-    from mia.retrieval.index import IndexFileError, Segment, _gather
+    from mia.retrieval.index import IndexFileError, Segment, _gather, _load_mapped
 
     rng = np.random.default_rng(0)
     parts = rng.normal(size=(40, 3, 4)).astype(np.float16)
     np.save(tmp_path / "p.npy", parts)
-    mapped = np.load(tmp_path / "p.npy", mmap_mode="r")
+    mapped = _load_mapped(tmp_path / "p.npy", mmap=True)
     rows = np.array([0, 1, 2, 9, 20, 21, 39])
     monkeypatch.setattr(index_mod, "SPARSE", 1.0)  # always the pread path
     np.testing.assert_array_equal(_gather(mapped, rows), parts[rows])
@@ -330,7 +331,7 @@ def test_sparse_row_reads_from_disk_equal_the_arrays(tmp_path, monkeypatch):
     record = rng.normal(size=(40, 1 + 3 * 3, 4)).astype(np.float16)  # n = 3 parts
     np.save(tmp_path / "f.npy", record)
     np.save(tmp_path / "g.npy", record[:, 0])
-    fm, gm = np.load(tmp_path / "f.npy", mmap_mode="r"), np.load(tmp_path / "g.npy", mmap_mode="r")
+    fm, gm = _load_mapped(tmp_path / "f.npy", True), _load_mapped(tmp_path / "g.npy", True)
     halves = [Segment(".", 0, {"global": gm[:20], "features": fm[:20]},
                       [f"a{i}" for i in range(20)], [None] * 20),
               Segment("s1", 20, {"global": gm[20:], "features": fm[20:]},
@@ -350,6 +351,15 @@ def test_sparse_row_reads_from_disk_equal_the_arrays(tmp_path, monkeypatch):
         f.truncate(128 + 30 * parts[0].nbytes)
     with pytest.raises(IndexFileError, match="p.npy: truncated"):
         _gather(mapped, np.array([35]))
+    monkeypatch.setattr(index_mod, "READ_THREADS", 1)  # many runs: the reader threads
+    np.testing.assert_array_equal(_gather(mapped, np.arange(0, 30, 2)), parts[0:30:2])
+
+    # a file replaced under an open index (rebuilt in place): reads stay on the old file
+    np.save(tmp_path / "p2.npy", parts)
+    old = _load_mapped(tmp_path / "p2.npy", True)
+    np.save(tmp_path / "p3.npy", parts[::-1] + 1)
+    os.replace(tmp_path / "p3.npy", tmp_path / "p2.npy")  # as a rebuild swaps folders in
+    np.testing.assert_array_equal(_gather(old, rows), parts[rows])
 
 
 def test_in_process_stage1_takes_only_the_added_rows_on_reload(grown, trained_run, synth_dir):
@@ -403,17 +413,29 @@ def test_faiss_stage1_is_kept_beside_the_index_and_follows_its_changes(
     val = split_paths(synth_dir, "val")
     growth.add_images(grown, retriever, val, [None] * len(val), progress=False)
     assert first.refresh() and len(first.stage1) == len(first.index)  # grown in place
-    assert sorted(p.name for p in (grown / ".stage1").iterdir()) == \
-        [f"faiss-ivf-sq8-{uid}-g1.faiss", f"faiss-ivf-sq8-{uid}-g1.ids.npy"]  # the old dropped
     growth.remove_images(grown, [val[0]])  # its row stays in the kept stage 1, unused
     assert first.refresh() and len(first.stage1) == len(first.index) + 1
-    with monkeypatch.context() as m:
+    kept = sorted(p.name for p in (grown / ".stage1").iterdir())
+    assert kept == [f"faiss-ivf-sq8-{uid}-g0.faiss", f"faiss-ivf-sq8-{uid}-g0.ids.npy"]
+    with monkeypatch.context() as m:  # a restart reads generation 0's and catches up
         m.setattr(CandidateIndex, "__init__", no_build)
         restarted = Searcher(GalleryIndex.open(grown), retriever, backend="faiss-ivf-sq8")
         assert ranked(restarted, query, 8) == ranked(first, query, 8)
         assert val[0] not in {image for image, _ in ranked(restarted, query, len(val))}
-    (grown / ".stage1" / f"faiss-ivf-sq8-{uid}-g2.faiss").write_bytes(b"garbage")
+        assert sorted(p.name for p in (grown / ".stage1").iterdir()) == kept  # not rewritten
+    (grown / ".stage1" / kept[0]).write_bytes(b"garbage")
     with caplog.at_level("WARNING", logger="mia.retrieval.search"):
         again = Searcher(GalleryIndex.open(grown), retriever, backend="faiss-ivf-sq8")
         assert len(again.stage1) == len(again.index)  # a broken cache is built again
     assert "unreadable stage-1 cache" in caplog.text
+    assert sorted(p.name for p in (grown / ".stage1").iterdir()) == \
+        [f"faiss-ivf-sq8-{uid}-g2.faiss", f"faiss-ivf-sq8-{uid}-g2.ids.npy"]  # older dropped
+
+    # the index rebuilt in place (a new uid, ids from 0 again): never the old stage 1
+    old_stage1 = first.stage1
+    shuffled = list(reversed(split_paths(synth_dir, "test") + val))  # as many rows, no dead
+    build_index(grown, retriever, shuffled, [None] * len(shuffled), first.index.image_root,
+                source={}, progress=False, overwrite=True)
+    assert first.refresh() and first.stage1 is not old_stage1
+    assert ranked(first, query, 8) == ranked(Searcher(GalleryIndex.open(grown), retriever,
+                                                      backend="faiss-ivf-sq8"), query, 8)

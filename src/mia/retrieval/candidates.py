@@ -46,6 +46,7 @@ class CandidateIndex:
         nprobe = nprobe or NPROBE.get(backend, 32)
         self.backend, self.ef_search, self.nprobe = backend, ef_search, nprobe
         count, dim = global_features.shape[0], global_features.shape[1]
+        self.built = count  # images it was built with (IVF cells fitted to them)
         if backend == "torch":  # normalised chunk by chunk: no float32 copy of the gallery
             self.features = torch.empty(0, dim, dtype=dtype)
             self.add(global_features)
@@ -98,6 +99,7 @@ class CandidateIndex:
             raise MiaError(f"{path}: features of {index.d} dimensions, the index has {dim}")
         self = cls.__new__(cls)
         self.backend, self.index, self.ef_search = backend, index, ef_search
+        self.built = int(index.ntotal)
         self.nprobe = nprobe or NPROBE.get(backend, 32)
         if backend != "faiss-flat":
             self.set_effort(ef_search if backend == "faiss-hnsw" else self.nprobe)

@@ -27,8 +27,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import uuid
 import warnings
+import weakref
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,9 +192,10 @@ def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``array[rows]`` for ascending ``rows``. From a memory map, a small gather is read
     with one ``pread`` per run of consecutive rows: a page fault on a map would read ahead
     (up to the device's read-ahead, 8 MB on some virtual disks) around every row."""
-    start = _file_offset(array)
-    if start is None or len(rows) > SPARSE * len(array):
+    mapped = _mapped_file(array)
+    if mapped is None or len(rows) > SPARSE * len(array):
         return array[rows]
+    fd, name, start = mapped
     out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
     if not len(rows):
         return out
@@ -199,49 +203,69 @@ def _gather(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     flat = out.reshape(len(rows), -1).view(np.uint8)
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows
     runs = list(zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(rows)].tolist()))
-    fd = os.open(array.filename, os.O_RDONLY)
 
     def read(run: tuple[int, int]) -> None:
         first, last = run
-        want = (last - first) * row_bytes
-        got = os.preadv(fd, [flat[first:last].reshape(-1)], start + int(rows[first]) * row_bytes)
-        if got != want:
-            raise IndexFileError(f"{array.filename}: truncated (read {got} of {want} bytes "
-                                 f"at row {rows[first]})")
+        view = memoryview(flat[first:last].reshape(-1))
+        at, done = start + int(rows[first]) * row_bytes, 0
+        while done < len(view):  # a read may return less than asked (2 GB cap, FUSE)
+            try:
+                got = os.preadv(fd, [view[done:]], at + done)
+            except OSError as exc:
+                raise IndexFileError(f"{name}: cannot read row {rows[first]} ({exc})") from exc
+            if got == 0:
+                raise IndexFileError(f"{name}: truncated (row {rows[first]} is past its end)")
+            done += got
 
-    try:
-        if len(runs) < 2 * READ_THREADS:
-            for run in runs:
-                read(run)
-        else:  # several reads in flight: the disk answers some of them together
-            list(_reader_pool().map(read, runs))
-    finally:
-        os.close(fd)
+    if len(runs) < 2 * READ_THREADS:
+        for run in runs:
+            read(run)
+    else:  # several reads in flight: the disk answers some of them together
+        futures = [_reader_pool().submit(read, run) for run in runs]
+        wait(futures)
+        for future in futures:
+            future.result()
     return out
 
 
 READ_THREADS = 16  # reads in flight for a large gather (cold C = 500: 93 -> 68 ms, README)
 _POOL: list = []
+_POOL_LOCK = threading.Lock()
 
 
-def _reader_pool():
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
+def _reader_pool() -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mia-read"))
+        return _POOL[0]
 
-        _POOL.append(ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mia-read"))
-    return _POOL[0]
+
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child starts its own threads
 
 
-def _file_offset(array: np.ndarray) -> int | None:
-    """Where the contiguous memory-mapped ``array`` (or a view into one) starts in its
-    file; None when it is not such an array."""
+def _mapped_file(array: np.ndarray) -> tuple[int, str, int] | None:
+    """(file descriptor, file name, offset of the first row) of a contiguous memory-mapped
+    ``array`` (or a view into one) opened by :func:`_open_segment`; None otherwise. The
+    descriptor was opened with the map, so it reads the same file even if the name now
+    points at another one (an index rebuilt in place)."""
     root = array
     while isinstance(root, np.memmap) and isinstance(root.base, np.memmap):
         root = root.base  # a slice of a map keeps the map's offset: find the map itself
-    if not isinstance(root, np.memmap) or not array.flags.c_contiguous:
+    fd = getattr(root, "_mia_fd", None)
+    if fd is None or not array.flags.c_contiguous:
         return None
     data = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-    return root.offset + data
+    return fd, root.filename, root.offset + data
+
+
+def _load_mapped(file: Path, mmap: bool) -> np.ndarray:
+    """An index array, memory-mapped with a descriptor of the same file for ``pread``."""
+    array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    if isinstance(array, np.memmap):
+        fd = os.open(file, os.O_RDONLY)
+        array._mia_fd = fd
+        weakref.finalize(array, os.close, fd)
+    return array
 
 
 def _split(record: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -265,9 +289,11 @@ def _open_segment(path: Path, entry: dict, mmap: bool) -> Segment:
     folder = path / entry["folder"]
     listing = _read_json(folder / "images.json", ("images", "person_ids"))
     names = ("global", RECORD) if (folder / f"{RECORD}.npy").is_file() else ARRAYS
+    if names == ARRAYS and not (folder / "parts.npy").is_file():  # neither layout
+        raise IndexFileError(f"{folder}/{RECORD}.npy: missing (the index is incomplete; "
+                             "rebuild it)")
     try:
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None,
-                                allow_pickle=False) for name in names}
+        arrays = {name: _load_mapped(folder / f"{name}.npy", mmap) for name in names}
     except (OSError, ValueError) as exc:
         raise IndexFileError(f"{folder}: unreadable or corrupt index array ({exc})") from exc
     count = entry["count"]

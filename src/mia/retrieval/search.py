@@ -46,17 +46,32 @@ CACHED = ("faiss-ivf", "faiss-ivf-sq8", "faiss-hnsw")  # stage-1 backends slow t
 
 
 def _stage1_cache(index: GalleryIndex, backend: str) -> Path | None:
-    """Where a FAISS stage 1 of this version of the index is kept: ``INDEX/.stage1/``,
-    named by the index's uid and generation (so a change publishes a new name)."""
+    """Where a FAISS stage 1 built at this version of the index is kept: ``INDEX/.stage1/``,
+    named by the index's uid and generation."""
     if index.path is None or backend not in CACHED:
         return None
-    return (index.path / ".stage1"
-            / f"{backend}-{index.manifest.get('uid', 'index')}-g{index.generation}.faiss")
+    return index.path / ".stage1" / f"{_cache_prefix(index, backend)}{index.generation}.faiss"
 
 
-def _save_stage1(stage1: CandidateIndex, ids: np.ndarray, path: Path | None) -> None:
-    """Keep ``stage1`` and the global ids of its rows at ``path`` and drop the files of
-    earlier generations; a read-only index folder only costs the next start the build."""
+def _cache_prefix(index: GalleryIndex, backend: str) -> str:
+    return f"{backend}-{index.manifest.get('uid', 'index')}-g"
+
+
+def _cached_generations(index: GalleryIndex, backend: str) -> dict[int, Path]:
+    """Kept stage-1 files of this index and backend, by the generation they were built at."""
+    folder, prefix = index.path / ".stage1", _cache_prefix(index, backend)
+    found = {}
+    for file in folder.glob(f"{prefix}*.faiss") if folder.is_dir() else ():
+        generation = file.name[len(prefix):-len(".faiss")]
+        if generation.isdigit():
+            found[int(generation)] = file
+    return found
+
+
+def _save_stage1(index: GalleryIndex, stage1: CandidateIndex, ids: np.ndarray) -> None:
+    """Keep a freshly built ``stage1`` and the global ids of its rows, and drop the files
+    of earlier generations; a read-only index folder only costs the next start the build."""
+    path = _stage1_cache(index, stage1.backend)
     if path is None:
         return
     try:
@@ -64,9 +79,10 @@ def _save_stage1(stage1: CandidateIndex, ids: np.ndarray, path: Path | None) -> 
         with atomic_open(_ids_file(path), "wb") as handle:  # first: a crash in between
             np.save(handle, ids, allow_pickle=False)  # leaves counts that disagree
         stage1.save(path)
-        for old in path.parent.glob(f"{stage1.backend}-*"):
-            if old not in (path, _ids_file(path)):
+        for generation, old in _cached_generations(index, stage1.backend).items():
+            if generation < index.generation:
                 old.unlink(missing_ok=True)
+                _ids_file(old).unlink(missing_ok=True)
     except OSError as exc:
         log.warning("stage 1 not cached in %s (%s): the next start builds it again",
                     path.parent, exc)
@@ -88,6 +104,7 @@ def _ids_file(path: Path) -> Path:
 
 
 STALE = 0.1  # an in-process stage 1 is rebuilt when this share of its rows was removed
+REGROW = 4  # ... or when it holds this many times the images it was built (trained) with
 
 
 def index_retriever(index: GalleryIndex, run=None, device: str = "auto"):
@@ -121,6 +138,7 @@ class Searcher:
     def _use(self, index: GalleryIndex) -> None:
         previous = getattr(self, "_stage1", None)
         previous_ids = getattr(self, "_stage1_ids", None)
+        previous_index = getattr(self, "index", None)
         self.index = index
         self._stage1: CandidateIndex | VectorDB | None = None
         self._stage1_ids: np.ndarray | None = None  # global id of each in-process row
@@ -132,23 +150,26 @@ class Searcher:
         if self.backend == "milvus":
             self._stage1 = stage1_db(index, reuse=previous if isinstance(previous, VectorDB)
                                      else None)  # checked against the disk now
-        elif isinstance(previous, CandidateIndex):
-            self._catch_up(previous, previous_ids)
+        elif isinstance(previous, CandidateIndex) and previous_index is not None \
+                and previous_index.manifest.get("uid") == index.manifest.get("uid") \
+                and previous_index.generation <= index.generation:
+            self._catch_up(previous, previous_ids)  # the same index, changed since
 
     def _catch_up(self, stage1: CandidateIndex, ids: np.ndarray) -> None:
-        """Keep an in-process stage 1 across a change of the index: it takes the rows of
-        the images added since (ids above its newest) and leaves removed ones in place
-        (searches drop them), until STALE of its rows are removed ones."""
+        """Keep an in-process stage 1 of an earlier version of this index: it takes the
+        rows of the images added since (ids above its newest) and keeps the rows of
+        removed ones (searches drop them), until STALE of its rows are removed ones or it
+        grew REGROW times (its IVF cells were fitted to fewer images)."""
         index = self.index
         new = np.flatnonzero(index.live > (ids.max() if len(ids) else -1))
         dead = len(ids) - (len(index) - len(new))  # its rows no longer in the index
-        if dead > STALE * max(len(ids), 1):
+        if not 0 <= dead <= STALE * max(len(ids), 1) \
+                or len(ids) + len(new) > REGROW * max(stage1.built, 1):
             return  # built again at the next search
         if len(new):
             stage1.add(index.rows("global", new))
             ids = np.concatenate([ids, index.live[new]])
         self._stage1, self._stage1_ids, self._dead = stage1, ids, dead
-        _save_stage1(stage1, ids, _stage1_cache(index, self.backend))
 
     def refresh(self) -> bool:
         """Reopen the index if ``mia index add/remove/sync`` published a change since it
@@ -174,9 +195,12 @@ class Searcher:
     def stage1(self) -> CandidateIndex | VectorDB:
         if self._stage1 is None:
             cache = _stage1_cache(self.index, self.backend)
-            if cache is not None and cache.is_file():
+            kept = {g: f for g, f in _cached_generations(self.index, self.backend).items()
+                    if g <= self.index.generation} if cache is not None else {}
+            if kept:  # the newest kept stage 1, brought up to date
                 try:
-                    self._catch_up(*_load_stage1(cache, self.backend, self.index.dim))
+                    self._catch_up(*_load_stage1(kept[max(kept)], self.backend,
+                                                 self.index.dim))
                 except MiaError as exc:  # built again below, and the cache replaced
                     log.warning("%s", exc)
             if self._stage1 is None:
@@ -184,7 +208,7 @@ class Searcher:
                          len(self.index), f" (kept in {cache.parent})" if cache else "")
                 self._stage1 = CandidateIndex(self.index.rows("global"), self.backend)
                 self._stage1_ids, self._dead = self.index.live.copy(), 0
-                _save_stage1(self._stage1, self._stage1_ids, cache)
+                _save_stage1(self.index, self._stage1, self._stage1_ids)
         return self._stage1
 
     def encode(self, text: str) -> tuple[TextEmbeddings, list[list[str]], list[str]]:
@@ -204,7 +228,8 @@ class Searcher:
         t_hat = F.normalize(txt.global_.float(), dim=-1)
         count = count or DEFAULT_CANDIDATES
         stage1 = self.stage1
-        found = stage1.search(t_hat, count + self._dead)[1][0].numpy()
+        # removed images' rows may take places: ask for more (at most twice as many)
+        found = stage1.search(t_hat, count + min(self._dead, count))[1][0].numpy()
         ids = found if self.backend == "milvus" else self._stage1_ids[found]
         positions = torch.from_numpy(self.index.positions(ids))
         return positions[positions >= 0][:count]  # removed images (and rows of unpublished

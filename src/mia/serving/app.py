@@ -86,6 +86,9 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
     index = GalleryIndex.open(index_path, image_root=image_root)
     searcher = Searcher(index, index_retriever(index, run), candidates=candidates,
                         backend=backend)
+    if searcher.backend != "milvus" and (len(index) > searcher.exhaustive_up_to
+                                         or candidates is not None):
+        searcher.stage1  # noqa: B018 - built (or read) now, not during the first request
     cache: list = [None]  # (index, photo folder, path -> position), rebuilt after a reload
 
     def current() -> tuple:
