@@ -80,6 +80,11 @@ class CandidateIndex:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             faiss.write_index(self.index, str(tmp))
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # on disk before it takes the name
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
