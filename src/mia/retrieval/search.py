@@ -231,9 +231,9 @@ class Searcher:
         # removed images' rows may take places: ask for more (at most twice as many)
         found = stage1.search(t_hat, count + min(self._dead, count))[1][0].numpy()
         ids = found if self.backend == "milvus" else self._stage1_ids[found]
+        # removed images (and a database's rows of an unpublished add) dropped
         positions = torch.from_numpy(self.index.positions(ids))
-        return positions[positions >= 0][:count]  # removed images (and rows of unpublished
-        # adds in a database) dropped
+        return positions[positions >= 0][:count]
 
     def scores(self, txt: TextEmbeddings, ids: torch.Tensor | None,
                chunk: int = 8192) -> dict[str, torch.Tensor]:
