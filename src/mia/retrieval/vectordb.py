@@ -72,11 +72,9 @@ def _client(uri: str):
     # Milvus Lite's in-process server lacks AllocTimestamp; pymilvus asks, gets "not
     # implemented" and carries on, but gRPC logs each refusal with a stack trace
     logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-    try:
-        from pymilvus import MilvusClient
-    except ImportError as exc:
-        raise VectorDBError("the vector-database stage 1 needs pymilvus and milvus-lite: "
-                            "pip install 'mia-reid[vectordb]'") from exc
+    _require_extra(lite=False)
+    from pymilvus import MilvusClient
+
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # pymilvus logs its own traces
             return MilvusClient(uri=uri, timeout=10)
@@ -91,10 +89,16 @@ def check_reachable(uri: str) -> None:
     later, inside the index) needs the vectordb extra."""
     if "://" in uri:
         _client(uri).close()
-        return
+    else:
+        _require_extra(lite=True)
+
+
+def _require_extra(lite: bool) -> None:
+    """pymilvus (and milvus-lite for a Lite file), or one clear error."""
     try:
-        import milvus_lite  # noqa: F401
         import pymilvus  # noqa: F401
+        if lite:
+            import milvus_lite  # noqa: F401
     except ImportError as exc:
         raise VectorDBError("the vector-database stage 1 needs pymilvus and milvus-lite: "
                             "pip install 'mia-reid[vectordb]'") from exc
