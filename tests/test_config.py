@@ -47,6 +47,8 @@ def test_overrides_reach_nested_keys():
     ("model.backbone=alexnet", "'alexnet' is not one of small, vgg16, resnet50"),
     ("train.batch_size=abc", "train.batch_size: expected int"),
     ("train.batch_size", "expected key=value"),
+    ("train.erasing=1.5", "train.erasing: must be in \\[0, 1\\], got 1.5"),
+    ("train.label_smoothing=1", "train.label_smoothing: must be in \\[0, 1\\), got 1"),
 ])
 def test_bad_overrides_are_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message):

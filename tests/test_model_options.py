@@ -87,6 +87,21 @@ def test_feature_cache_changes_nothing_but_the_time():
         torch.testing.assert_close(cached(mixed, LOSSES, True)[key], value)
 
 
+def test_erasing_acts_on_the_cached_maps_and_never_on_the_cache():
+    torch.manual_seed(0)
+    model = MIA(options(frozen_stages=3), vocab_size=20, num_classes=3)
+    set_trainable(model, STEP2)
+    batch = fake_batch()
+    plain = TrainingStep(model, MatchingConfig(), DistContext(), frozen_depth=3, cache_mb=64)
+    erased = TrainingStep(model, MatchingConfig(), DistContext(), frozen_depth=3, cache_mb=64,
+                          erasing=1.0)
+    want = plain(batch, LOSSES, True)
+    got = erased(batch, LOSSES, True)
+    assert not torch.isclose(got["match_gc"], want["match_gc"])
+    for key in plain.cache.entries:  # the cache holds the unerased maps
+        assert torch.equal(erased.cache.entries[key], plain.cache.entries[key])
+
+
 def test_feature_cache_keeps_within_its_memory_budget():
     torch.manual_seed(0)
     model = MIA(options(frozen_stages=3), vocab_size=20, num_classes=3)

@@ -41,3 +41,43 @@ def test_hinge_is_zero_when_positives_beat_negatives_by_the_margin():
     S = torch.full((4, 4), 0.1) + torch.eye(4) * 0.5
     assert float(sum_of_hinges(S, image_negatives(torch.arange(4)), 0.2)) == 0.0
     assert float(sum_of_hinges(S, image_negatives(torch.arange(4)), 0.6)) > 0.0
+
+
+def test_random_erasing_zeroes_one_rectangle_per_chosen_sample():
+    from mia.training.step import random_erasing
+
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 16, 6) + 1  # no zeros before erasing
+    out = random_erasing(x, p=0.5)
+    erased = (out == 0).all(1)  # [B, H, W]: every channel of a cell is zero or none is
+    assert ((out == 0).any(1) == erased).all()
+    touched = erased.flatten(1).any(1)
+    assert 16 < touched.sum() < 48  # about half of the batch
+    for i in torch.nonzero(touched).flatten():
+        rows, cols = torch.nonzero(erased[i], as_tuple=True)
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert len(rows) == h * w  # one solid rectangle
+        assert 0 < len(rows) <= 16 * 6 * 0.4 + 6  # at most 40% of the map (rounding)
+    assert torch.equal(out[~touched], x[~touched])  # the others are untouched
+    assert random_erasing(x, p=0.0) is x
+
+
+def test_label_smoothing_softens_the_identity_loss():
+    from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
+    from mia.training.objectives import MatchingConfig, compute_losses
+
+    classifier = torch.nn.Linear(4, 3, bias=False)
+    classifier.weight.data = torch.eye(3, 4) * 20  # confident and right
+    model = type("M", (), {"classifier": classifier})()
+    feats = torch.eye(3, 4)
+    empty = torch.zeros(3, 0, 4)
+    img = ImageEmbeddings(feats, empty, empty, empty)
+    txt = TextEmbeddings.__new__(TextEmbeddings)
+    txt.global_ = feats
+    labels = torch.arange(3)
+    cfg = MatchingConfig("sum_hinge", 0.2, "image", 0.05)
+    hard = compute_losses(model, img, txt, labels, labels, {"id": 1.0}, cfg)
+    soft = compute_losses(model, img, txt, labels, labels, {"id": 1.0}, cfg, 0.1)
+    assert hard["id_image"] < 1e-6
+    # smoothed target: 0.9 + 0.1/3 on the true class, so a confident classifier pays
+    assert soft["id_image"] > 1.0 and torch.isclose(soft["id_image"], soft["id_text"])

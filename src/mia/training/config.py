@@ -87,6 +87,13 @@ class TrainConfig:
     # that freeze the CNN, model.frozen_stages otherwise), computed once per image and
     # mirroring and reused every epoch; 0 turns the cache off
     feature_cache_mb: float = 0.0
+    # Beyond the paper (0 there), against memorising a small training set:
+    # random erasing of each training image with this probability (applied to the first
+    # trained stage's input, i.e. to cached feature maps when the CNN's first stages are
+    # frozen, see training/step.py: random_erasing), and label smoothing of the identity
+    # loss (Eq. 19)
+    erasing: float = 0.0
+    label_smoothing: float = 0.0
 
     def matching(self):
         from mia.training.objectives import MatchingConfig
@@ -342,6 +349,9 @@ def _validate_train(t: TrainConfig) -> None:
     _choice("train.negatives", t.negatives, NEGATIVES)
     _positive("train.matching_temperature", t.matching_temperature)
     _positive("train.feature_cache_mb", t.feature_cache_mb, allow_zero=True)
+    _check(0 <= t.erasing <= 1, f"train.erasing: must be in [0, 1], got {t.erasing}")
+    _check(0 <= t.label_smoothing < 1,
+           f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
     _choice("train.device", t.device, ("auto", "cpu", "cuda"))
     _check(t.grad_clip is None or t.grad_clip > 0,

@@ -93,12 +93,14 @@ def needs(losses: dict[str, float]) -> tuple[bool, tuple[str, ...]]:
 
 def compute_losses(model: MIA, img: ImageEmbeddings, txt: TextEmbeddings, labels: Tensor,
                    image_index: Tensor, losses: dict[str, float],
-                   matching: MatchingConfig) -> dict[str, Tensor]:
-    """Weighted loss terms for one batch, e.g. {"id_image", "id_text", "match_gc", ...}."""
+                   matching: MatchingConfig, label_smoothing: float = 0.0) -> dict[str, Tensor]:
+    """Weighted loss terms for one batch, e.g. {"id_image", "id_text", "match_gc", ...}.
+    ``label_smoothing`` (0 in the paper) softens the identity targets of Eq. 19."""
     terms: dict[str, Tensor] = {}
     if "id" in losses:  # Eq. 19: one classifier W_s shared by images and texts
-        terms["id_image"] = losses["id"] * F.cross_entropy(model.classifier(img.global_), labels)
-        terms["id_text"] = losses["id"] * F.cross_entropy(model.classifier(txt.global_), labels)
+        for name, feats in (("id_image", img.global_), ("id_text", txt.global_)):
+            terms[name] = losses["id"] * F.cross_entropy(model.classifier(feats), labels,
+                                                         label_smoothing=label_smoothing)
     _, grans = needs(losses)
     if grans:
         sims = similarities(img, txt, grans)

@@ -48,11 +48,36 @@ class FrozenFeatureCache:
         return torch.stack([self.entries[k] for k in keys])
 
 
+def random_erasing(x: Tensor, p: float, area: tuple[float, float] = (0.02, 0.4),
+                   aspect: tuple[float, float] = (0.3, 3.3)) -> Tensor:
+    """Random erasing (Zhong et al., AAAI 2020) of a batch [B, C, H, W]: with probability
+    ``p`` each sample gets one rectangle of ``area`` x its size and ``aspect`` (height /
+    width, log-uniform) set to zero (the mean pixel after normalisation). Works on images
+    and on a feature cache's maps alike (feature-level augmentation), which keeps the
+    cache of unchanging first-stage outputs usable."""
+    if p <= 0:
+        return x
+    b, _, h, w = x.shape
+    keep = torch.ones(b, 1, h, w, dtype=x.dtype, device=x.device)
+    chosen = torch.rand(b) < p
+    areas = torch.empty(b).uniform_(*area) * h * w
+    ratios = torch.exp(torch.empty(b).uniform_(*(torch.log(torch.tensor(aspect)).tolist())))
+    for i in torch.nonzero(chosen).flatten().tolist():
+        eh = min(h, max(1, round((areas[i] * ratios[i]).sqrt().item())))
+        ew = min(w, max(1, round((areas[i] / ratios[i]).sqrt().item())))
+        top = int(torch.randint(0, h - eh + 1, ()))
+        left = int(torch.randint(0, w - ew + 1, ()))
+        keep[i, :, top:top + eh, left:left + ew] = 0
+    return x * keep
+
+
 class TrainingStep(nn.Module):
     def __init__(self, model: MIA, matching: MatchingConfig, ctx: DistContext,
-                 frozen_depth: int = 0, cache_mb: float = 0):
+                 frozen_depth: int = 0, cache_mb: float = 0, erasing: float = 0.0,
+                 label_smoothing: float = 0.0):
         super().__init__()
         self.model, self.matching, self.ctx = model, matching, ctx
+        self.erasing, self.label_smoothing = erasing, label_smoothing
         self.cache = (FrozenFeatureCache(frozen_depth, cache_mb)
                       if frozen_depth and cache_mb > 0 else None)
 
@@ -63,6 +88,7 @@ class TrainingStep(nn.Module):
             images = self.cache.features(self.model, images, batch["image_index"],
                                          batch["flips"])
             start = self.cache.depth
+        images = random_erasing(images, self.erasing)
         img = self.model.encode_images(images, with_parts=with_parts, start_stage=start)
         keys = TEXT_KEYS + (PHRASE_KEYS if with_parts else ())
         txt = self.model.encode_texts(**{k: batch[k] for k in keys if k in batch})
@@ -71,4 +97,4 @@ class TrainingStep(nn.Module):
             img, txt, labels, image_index = gather_batch(self.ctx, img, txt, labels,
                                                          image_index)
         return compute_losses(self.model, img, txt, labels, image_index, losses,
-                              self.matching)
+                              self.matching, self.label_smoothing)

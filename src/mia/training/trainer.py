@@ -80,7 +80,9 @@ class Trainer:
                  else self.model.image_encoder.num_stages())
         self.step_module = TrainingStep(self.model, self.config.train.matching(), self.ctx,
                                         frozen_depth=depth,
-                                        cache_mb=self.config.train.feature_cache_mb)
+                                        cache_mb=self.config.train.feature_cache_mb,
+                                        erasing=self.config.train.erasing,
+                                        label_smoothing=self.config.train.label_smoothing)
         if self.ctx.enabled:  # new wrapper per step: the trainable parameters changed
             from torch.nn.parallel import DistributedDataParallel
 
