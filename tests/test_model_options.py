@@ -250,3 +250,26 @@ def test_checkpoints_from_before_the_attention_scale_still_load():
     fresh = MIA(TINY, vocab_size=20, num_classes=3)
     fresh.load_state_dict(old)
     assert float(fresh.attention_scales()[0]) == 1.0 == float(fresh.attention_scales()[1])
+
+
+def test_fine_tuned_minilm_layers_learn_at_a_scaled_rate():
+    from types import SimpleNamespace
+
+    from mia.training.trainer import Trainer
+
+    model = minilm_model(minilm_trainable_layers=1)
+    params = set_trainable(model, ["text"])
+    owner = SimpleNamespace(model=model, config=SimpleNamespace(
+        train=SimpleNamespace(minilm_lr_scale=0.1)))
+    groups = Trainer._param_groups(owner, params, 1e-3)
+    scratch, pretrained = groups
+    assert "lr" not in scratch and pretrained["lr"] == pytest.approx(1e-4)
+    layer5 = model.text_encoder.minilm.encoder.layer[5]
+    assert {id(p) for p in pretrained["params"]} == {id(p) for p in layer5.parameters()}
+    assert len(scratch["params"]) + len(pretrained["params"]) == len(params)
+    opt = torch.optim.Adam(groups, lr=1e-3)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, pytest.approx(1e-4)]
+    # without MiniLM there is one group
+    plain = MIA(options(), vocab_size=20, num_classes=3)
+    owner.model = plain
+    assert len(Trainer._param_groups(owner, set_trainable(plain, ["text"]), 1e-3)) == 1

@@ -94,6 +94,10 @@ class TrainConfig:
     # loss (Eq. 19)
     erasing: float = 0.0
     label_smoothing: float = 0.0
+    # Learning rate of the pretrained MiniLM layers that fine-tune
+    # (model.minilm_trainable_layers), relative to the step's: a from-scratch rate (1e-3 in
+    # step 1) would wash out what they learned in pre-training
+    minilm_lr_scale: float = 0.1
 
     def matching(self):
         from mia.training.objectives import MatchingConfig
@@ -350,6 +354,7 @@ def _validate_train(t: TrainConfig) -> None:
     _positive("train.matching_temperature", t.matching_temperature)
     _positive("train.feature_cache_mb", t.feature_cache_mb, allow_zero=True)
     _check(0 <= t.erasing <= 1, f"train.erasing: must be in [0, 1], got {t.erasing}")
+    _positive("train.minilm_lr_scale", t.minilm_lr_scale)
     _check(0 <= t.label_smoothing < 1,
            f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))

@@ -74,7 +74,8 @@ class Trainer:
 
     def _make_optimizer(self, step: StepConfig) -> None:
         params = set_trainable(self.model, step.train)
-        self.optimizer = torch.optim.Adam(params, lr=step.lr, weight_decay=step.weight_decay)
+        self.optimizer = torch.optim.Adam(self._param_groups(params, step.lr), lr=step.lr,
+                                          weight_decay=step.weight_decay)
         trains_cnn = "backbone" in step.train
         depth = (self.model.config.frozen_stages if trains_cnn
                  else self.model.image_encoder.num_stages())
@@ -92,6 +93,16 @@ class Trainer:
         self.scheduler = (torch.optim.lr_scheduler.StepLR(self.optimizer, step.lr_step,
                                                           step.lr_gamma)
                           if step.lr_step else None)
+
+    def _param_groups(self, params: list, lr: float) -> list[dict]:
+        """The step's parameters, with the pretrained MiniLM layers that fine-tune at
+        ``train.minilm_lr_scale`` times the step's learning rate."""
+        pretrained = {id(p) for name, p in self.model.named_parameters()
+                      if name.startswith("text_encoder.minilm.")}
+        groups = [{"params": [p for p in params if id(p) not in pretrained]},
+                  {"params": [p for p in params if id(p) in pretrained],
+                   "lr": lr * self.config.train.minilm_lr_scale}]
+        return [g for g in groups if g["params"]]
 
     def restore(self, state: dict) -> None:
         """Continue from a checkpoint written by the Checkpointer."""
