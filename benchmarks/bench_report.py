@@ -57,24 +57,23 @@ def main() -> None:
                         "--data", str(data), "--out", str(run), "--no-progress",
                         *[a for s in sets for a in ("--set", s)]], check=True)
     phases: dict[str, float] = {}
-    from_run = report.Analysis.from_run
+    from_run, seen = report.Analysis.from_run, []
 
-    def keep(*a, **k):
-        report.Analysis.last = from_run(*a, **k)
-        return report.Analysis.last
+    def analysed(*args, **kwargs):  # the report's analysis, kept for the sizes printed
+        seen.append(from_run(*args, **kwargs))
+        return seen[-1]
 
-    report.Analysis.from_run = timed(phases, "encode + score all pairs", keep)
+    report.Analysis.from_run = timed(phases, "encode + score all pairs", analysed)
     for name, label in (("evaluate_scores", "metrics"), ("lambda_sweeps", "lambda sweeps"),
                         ("per_subset", "sub-dataset table"), ("_figures", "figures")):
         setattr(report, name, timed(phases, label, getattr(report, name)))
     start = time.perf_counter()
     out = report.write_report(run, data, work / "report", "test", progress=False)
     total = time.perf_counter() - start
-    seen = report.Analysis.last
-    model = seen.trained.config.model
-    print(f"report of {run} on {data}, test split: {len(seen.inputs.query_texts)} captions x "
-          f"{len(seen.inputs.gallery)} images, {int(seen.inputs.gallery_pids.unique().numel())}"
-          f" ids; model {model.backbone}, D = {model.embed_dim}: {out}")
+    inputs, model = seen[0].inputs, seen[0].trained.config.model
+    print(f"report of {run} on {data}, test split: {len(inputs.query_texts)} captions x "
+          f"{len(inputs.gallery)} images, {int(inputs.gallery_pids.unique().numel())} ids; "
+          f"model {model.backbone}, D = {model.embed_dim}: {out}")
     for name, seconds in phases.items():
         print(f"  {name:<26} {seconds:8.1f} s")
     print(f"  {'whole report':<26} {total:8.1f} s")
