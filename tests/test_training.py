@@ -193,3 +193,48 @@ def test_data_check_reports_the_unknown_word_rate_per_split(synth_dir, capsys):
     splits = json.loads(capsys.readouterr().out)["splits"]
     assert splits["train"]["unknown_word_rate"] == 0.0
     assert 0.0 <= splits["test"]["unknown_word_rate"] < 1.0
+
+
+def test_real_world_images_and_captions_neither_crash_training_nor_evaluation(synth_dir,
+                                                                               tmp_path,
+                                                                               capsys):
+    """Greyscale, palette, RGBA, BMP and oddly shaped images, and captions with typos, odd
+    punctuation, non-ASCII characters and unseen words train and evaluate (issue 9)."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "wild"
+    shutil.copytree(synth_dir, data, ignore=shutil.ignore_patterns(".mia_cache"))
+    entries = json.loads((data / "reid_raw.json").read_text())
+    odd_captions = ["A   man,,wearing a blak shirt!!! & jeans;; (carrying) a bag...",
+                    "Café-coloured coat — with “quoted” zippers, and 2 shoes/boots?",
+                    "xqzv plorf wibble 123"]
+    for split in ("train", "test"):
+        chosen = [e for e in entries if e["split"] == split][:5]
+        for k, entry in enumerate(chosen):
+            path = data / "imgs" / entry["file_path"]
+            img = Image.open(path)
+            if k == 0:
+                img.convert("L").save(path, format="JPEG")  # greyscale JPEG
+            elif k == 1:  # BMP, renamed in the annotations
+                entry["file_path"] = entry["file_path"].rsplit(".", 1)[0] + ".bmp"
+                img.save(data / "imgs" / entry["file_path"], format="BMP")
+            elif k == 2:  # palette PNG, very wide
+                entry["file_path"] = entry["file_path"].rsplit(".", 1)[0] + ".png"
+                img.resize((300, 40)).convert("P").save(data / "imgs" / entry["file_path"])
+            elif k == 3:  # RGBA PNG, tiny and tall
+                entry["file_path"] = entry["file_path"].rsplit(".", 1)[0] + "_a.png"
+                img.resize((7, 90)).convert("RGBA").save(data / "imgs" / entry["file_path"])
+            entry["captions"] = [odd_captions[k % 3], entry["captions"][-1]]
+            entry.pop("processed_tokens", None)
+    (data / "reid_raw.json").write_text(json.dumps(entries))
+    run = tmp_path / "run"
+    train(tiny(), data, run, progress=False)
+    assert main(["evaluate", "--run", str(run), "--data", str(data), "--split", "test",
+                 "--json", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert all(0 <= result[g]["R1"] <= 100 for g in ("sG", "sR", "sL", "sF"))
+    test_captions = sum(len(e["captions"]) for e in entries if e["split"] == "test")
+    assert result["meta"]["queries"] == test_captions  # no caption was dropped
+    assert result["meta"]["unknown_word_fraction"] > 0  # "xqzv plorf wibble" never seen
