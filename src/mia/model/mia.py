@@ -51,7 +51,7 @@ class ModelConfig:
     gru_hidden: int = 1024  # H
     mlp_hidden: int = 1024
     small_width: int = 32  # channel width of the "small" backbone
-    last_stride: int = 1  # stride of the last stage of resnet50 / efficientnet_lite0
+    last_stride: int = 1  # stride of the last stage of resnet50 / efficientnet_lite*
     # Initial backbone weights: null (random), "imagenet", or a state_dict file. Only used
     # when a run starts; checkpoints carry the trained weights.
     pretrained: str | None = None
