@@ -33,8 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue RUN from last.pt")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="override train.device")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                        help="override train.precision (fp16 needs a GPU)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="override train.precision; auto (train.precision's default) "
+                        "= bf16 where it is native (a CPU with avx512_bf16/amx_bf16, a GPU "
+                        "with bf16), else fp32, logged and kept in RUN/meta.json; fp16 "
+                        "needs a GPU")
     parser.add_argument("--pretrained", metavar="PATH|imagenet",
                         help="initial CNN weights: a local state_dict file or 'imagenet' "
                         "(sets model.pretrained)")

@@ -78,7 +78,7 @@ class TrainConfig:
     pk: list[int] | None = None  # [P, K] for sampler "pk"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 where native, else fp32) | fp32 | bf16 | fp16
     grad_clip: float | None = None
     validate: bool = True  # evaluate on the validation split after every epoch
     channels_last: bool = False  # NHWC memory layout for the CNN (faster on many CPUs/GPUs)
@@ -357,7 +357,7 @@ def _validate_train(t: TrainConfig) -> None:
     _positive("train.minilm_lr_scale", t.minilm_lr_scale)
     _check(0 <= t.label_smoothing < 1,
            f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
-    _choice("train.precision", t.precision, ("fp32", "bf16", "fp16"))
+    _choice("train.precision", t.precision, ("auto", "fp32", "bf16", "fp16"))
     _choice("train.device", t.device, ("auto", "cpu", "cuda"))
     _check(t.grad_clip is None or t.grad_clip > 0,
            f"train.grad_clip: must be null or positive, got {t.grad_clip}")

@@ -25,7 +25,7 @@ from mia.text.vocab import Vocabulary
 from mia.training import distributed
 from mia.training.checkpoint import check_compatible, load_checkpoint
 from mia.training.config import Config, check_start_files, dump_yaml
-from mia.training.device import AUTOCAST_DTYPES, check_precision, resolve_device
+from mia.training.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Validator
 from mia.training.run import RunDir
 from mia.training.trainer import Trainer
@@ -82,15 +82,37 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
     try:
         cfg = prepare_run(run, config, resume, write=ctx.is_main)
         _barrier(ctx)
-        check_precision(cfg.train.precision, dev)
+        precision = _precision(cfg, dev, ctx)
         state = load_checkpoint(run.last, map_location=dev) if resume else None
-        return _train(cfg, run, data_dir, format, skip_bad, progress, dev, ctx, state)
+        return _train(cfg, run, data_dir, format, skip_bad, progress, dev, ctx, state,
+                      precision)
     finally:
         distributed.shutdown()
 
 
-def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, ctx, state
-           ) -> dict:
+def _precision(cfg: Config, dev: torch.device, ctx) -> dict:
+    """The training precision this machine uses for ``train.precision`` (``auto`` is
+    resolved here, on every start: a resumed run re-resolves on its new machine; the saved
+    config keeps the request). Errors come before any work."""
+    resolved, reason = resolve_precision(cfg.train.precision, dev)
+    if ctx.is_main:
+        log.info("precision: %s -> %s (%s)", cfg.train.precision, resolved, reason)
+    return {"requested": cfg.train.precision, "resolved": resolved, "reason": reason}
+
+
+def _note_precision_change(run: RunDir, precision: dict) -> None:
+    """A resumed run that continues in another precision than it started in says so."""
+    try:
+        before = run.load_meta().get("precision", {}).get("resolved")
+    except (MiaError, OSError, ValueError, AttributeError):
+        return
+    if before and before != precision["resolved"]:
+        log.warning("this run started in %s (RUN/meta.json) and continues in %s on this "
+                    "machine", before, precision["resolved"])
+
+
+def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, ctx, state,
+           precision: dict) -> dict:
     vocab = Vocabulary.load(run.vocab) if state is not None else None
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab,
                          progress=progress and ctx.is_main,
@@ -104,7 +126,7 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
             "format": data.dataset.format, "vocab_size": len(data.vocab),
             "vocab_fingerprint": data.vocab.fingerprint, "mia_version": __version__,
             "torch": torch.__version__, "python": platform.python_version(),
-            "world_size": ctx.world})
+            "world_size": ctx.world, "precision": precision})
     model = _build_model(cfg, data.vocab, len(labels), fresh=state is None, device=dev, ctx=ctx)
     pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
                        seed=cfg.train.seed, word_dropout=cfg.data.word_dropout)
@@ -115,15 +137,16 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
         rank=ctx.rank, world_size=ctx.world)
     hooks = []
     if cfg.train.validate and "val" in data.dataset.splits:
-        hooks.append(Validator(_validation_fn(cfg, data, dev, ctx)))
+        hooks.append(Validator(_validation_fn(cfg, data, dev, ctx, precision["resolved"])))
     elif cfg.train.validate:
         log.warning("no 'val' split: no validation; evaluate uses the last checkpoint")
     if ctx.is_main:
         hooks += [JsonlLogger(run.log), TensorBoardLogger(run.path / "tb"), Checkpointer(run)]
     trainer = Trainer(cfg, model, pairs, sampler, hooks, num_classes=len(labels),
                       vocab_fingerprint=data.vocab.fingerprint, device=dev, progress=progress,
-                      ctx=ctx)
+                      ctx=ctx, precision=precision["resolved"])
     if state is not None:
+        _note_precision_change(run, precision)
         check_compatible(state, run.last, cfg.model, data.vocab.fingerprint, len(data.vocab),
                          len(labels))
         trainer.restore(state)
@@ -178,7 +201,7 @@ def _barrier(ctx) -> None:
         torch.distributed.barrier()
 
 
-def _validation_fn(cfg: Config, data, device, ctx):
+def _validation_fn(cfg: Config, data, device, ctx, precision: str):
     """Validation on every rank: each encodes its share of the split, all gather."""
     inputs = EvalInputs.from_records(data.dataset.split("val"))
 
@@ -186,7 +209,7 @@ def _validation_fn(cfg: Config, data, device, ctx):
         per = -(-len(items) // ctx.world)
         return items[ctx.rank * per:(ctx.rank + 1) * per]
 
-    dtype = AUTOCAST_DTYPES[cfg.train.precision]  # validate in the training precision
+    dtype = AUTOCAST_DTYPES[precision]  # validate in the (resolved) training precision
 
     def evaluate(model: MIA) -> dict:
         img = encode_gallery(model, share(inputs.gallery), data.store, cfg.eval.batch_size,

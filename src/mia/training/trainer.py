@@ -14,7 +14,7 @@ from tqdm import tqdm
 from mia.data.loading import TrainPairs, UniqueImageBatchSampler, collate_pairs
 from mia.model.mia import MIA, PARAMETER_GROUPS
 from mia.training.config import Config, StepConfig
-from mia.training.device import AUTOCAST_DTYPES
+from mia.training.device import AUTOCAST_DTYPES, resolve_precision
 from mia.training.distributed import DistContext
 from mia.training.hooks import Hook, finite_or_raise
 from mia.training.objectives import needs
@@ -52,12 +52,17 @@ class Trainer:
     def __init__(self, config: Config, model: MIA, pairs: TrainPairs,
                  sampler: UniqueImageBatchSampler, hooks: list[Hook], *, num_classes: int,
                  vocab_fingerprint: str, device: torch.device, progress: bool = True,
-                 ctx: DistContext = DistContext()):
+                 ctx: DistContext = DistContext(), precision: str | None = None):
+        """``precision``: the resolved training precision (fp32/bf16/fp16), as
+        launch.train resolved ``train.precision``; None resolves it here."""
         self.config, self.model, self.pairs, self.sampler = config, model, pairs, sampler
         self.hooks, self.device, self.ctx = hooks, device, ctx
         self.progress = progress and ctx.is_main
-        self.autocast_dtype = AUTOCAST_DTYPES[config.train.precision]
-        self.scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
+        if precision is None:
+            precision = resolve_precision(config.train.precision, device)[0]
+        self.precision = precision
+        self.autocast_dtype = AUTOCAST_DTYPES[precision]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.channels_last = config.train.channels_last
         self.step_module: torch.nn.Module | None = None
         self.num_classes, self.vocab_fingerprint = num_classes, vocab_fingerprint
