@@ -13,6 +13,8 @@ CUHK-PEDES (68,108 training pairs; 10 + 20 + 5 epochs).
 
     python benchmarks/bench_train.py [--backbone resnet50] [--batch 16]
                                      [--precision fp32 bf16] [--device cpu|cuda]
+bf16 is skipped, with the reason printed (and ``bf16_skipped`` in the JSON), where it is not
+native (a CPU without avx512_bf16/amx_bf16: emulated, hours per measurement).
 On a GPU (one command, a few minutes):
     python benchmarks/bench_train.py --device cuda --batch 96 --precision bf16 --project
 """
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, timeit  # noqa: E402
 from mia.model.mia import MIA, ModelConfig  # noqa: E402
 from mia.training.config import load_config  # noqa: E402
+from mia.training.device import bf16_native  # noqa: E402
 from mia.training.distributed import DistContext  # noqa: E402
 from mia.training.objectives import needs  # noqa: E402
 from mia.training.step import TrainingStep  # noqa: E402
@@ -123,9 +126,17 @@ def main() -> None:
     if args.project:
         args.steps = ["step1", "step2", "step3"]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    results = {p: measure(args, p) for p in args.precision}
+    skipped = {}
+    if "bf16" in args.precision:
+        native, why = bf16_native(torch.device(args.device))
+        if not native:
+            skipped["bf16_skipped"] = why
+            print(f"bf16 skipped: {why} (bf16 is emulated there and very slow)", flush=True)
+    results = {p: measure(args, p) for p in args.precision
+               if not (p == "bf16" and skipped)}
     if args.json:
-        print(json.dumps({"device": name, "batch": args.batch, "pairs_per_s": results}))
+        print(json.dumps({"device": name, "batch": args.batch, "pairs_per_s": results,
+                          **skipped}))
         return
     print(f"torch {torch.__version__}, {name}, {torch.get_num_threads()} threads; "
           f"{args.backbone} at {args.height}x{args.width}, batch {args.batch}, paper dims "
