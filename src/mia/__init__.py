@@ -4,16 +4,20 @@ Niu, Huang, Ouyang and Wang, "Improving Description-Based Person Re-Identificati
 Multi-Granularity Image-Text Alignments", IEEE TIP 2020.
 
     import mia
-    model = mia.load("runs/demo/mia")       # a trained run (see mia.api)
-    scores = model.score(model.encode_images(["a.jpg"]), model.encode_texts(["a man ..."]))
+    run = mia.train("demo/mia", "runs/demo/data", "runs/mia")     # see mia.api, docs/API.md
+    mia.export(run, "mia.pt")                                      # one file to hand over
+    model = mia.load("mia.pt")                                     # a run directory or a file
+    scores = model.score(model.encode_images(photos), model.encode_texts(["a man ..."]))
 """
 
 __version__ = "0.1.0"
-__all__ = ["load", "Retriever", "ImageEmbeddings", "TextEmbeddings", "MiaError", "__version__"]
+API = ("load", "export", "train", "evaluate", "create_model", "list_configs", "config", "Run",
+       "Retriever")
+__all__ = [*API, "ImageEmbeddings", "TextEmbeddings", "MiaError", "__version__"]
 
 
 def __getattr__(name: str):  # the API imports torch: only when it is used
-    if name in ("load", "Retriever"):
+    if name in API:
         from mia import api
 
         return getattr(api, name)

@@ -18,7 +18,8 @@ the same similarities without re-encoding. Results are also saved in RUN/eval/."
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", help="evaluate a trained run (R@K, mAP, mINP)",
                             description=DESCRIPTION, formatter_class=HelpFormatter)
-    parser.add_argument("--run", required=True, metavar="RUN", help="run directory")
+    parser.add_argument("--run", required=True, metavar="RUN",
+                        help="run directory or exported model file (mia export)")
     parser.add_argument("--checkpoint", help="checkpoint file (default: best.pt, else last.pt)")
     add_data_options(parser)
     parser.add_argument("--split", default="test", help="split to evaluate")
@@ -40,15 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import mia.api
     from mia.evaluation.report import results_table, sweep_table
-    from mia.evaluation.run_eval import evaluate_run
 
-    result = evaluate_run(args.run, args.data, args.split, checkpoint=args.checkpoint,
-                          format=args.format, skip_bad=args.skip_bad, sweep=args.sweep,
-                          lambda1=args.lambda1, lambda2=args.lambda2, device=args.device,
-                          memory_mb=args.memory_mb, score_dtype=args.score_dtype,
-                          distractors=args.distractors,
-                          progress=not (args.no_progress or args.json))
+    result = mia.api.evaluate(args.run, args.data, args.split, checkpoint=args.checkpoint,
+                              format=args.format, skip_bad=args.skip_bad, sweep=args.sweep,
+                              lambda1=args.lambda1, lambda2=args.lambda2, device=args.device,
+                              memory_mb=args.memory_mb, score_dtype=args.score_dtype,
+                              distractors=args.distractors,
+                              progress=not (args.no_progress or args.json))
     if args.json:
         print_json(result)
         return 0

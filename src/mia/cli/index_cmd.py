@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     index_sub = parser.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
     build = index_sub.add_parser("build", help="encode a gallery into an index",
                                  description=DESCRIPTION, formatter_class=HelpFormatter)
-    build.add_argument("--run", required=True, metavar="RUN", help="trained run directory")
+    build.add_argument("--run", required=True, metavar="RUN",
+                       help="trained run directory or exported model file (mia export)")
     build.add_argument("--checkpoint", help="checkpoint (default: best.pt, else last.pt)")
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", metavar="DIR", help="dataset directory (any supported format)")
@@ -57,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "photo folder (recursive)")
     add.add_argument("--split", default="test", help="dataset split to add (with --data)")
     add.add_argument("--format", choices=FORMAT_CHOICES)
-    add.add_argument("--run", help="run directory (default: the one that built the index)")
+    add.add_argument("--run", help="run directory or exported model file (default: the "
+                     "one that built the index)")
     add.add_argument("--skip-bad", action="store_true",
                      help="leave out unreadable images instead of failing")
     add.add_argument("--batch-size", type=positive_int, default=128)

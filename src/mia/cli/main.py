@@ -14,7 +14,8 @@ import sys
 from mia import __version__
 from mia.utils.errors import MiaError
 
-COMMAND_MODULES = ("data", "train", "evaluate", "index", "search", "report", "serve", "demo")
+COMMAND_MODULES = ("data", "train", "evaluate", "export", "index", "search", "report",
+                   "serve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # what this command was given (``mia train --nproc`` re-runs it)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)

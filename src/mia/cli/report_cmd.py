@@ -17,7 +17,8 @@ images and style, so it opens offline. PNGs are also written to OUT/figures/."""
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="write an HTML report with the paper's figures",
                             description=DESCRIPTION, formatter_class=HelpFormatter)
-    parser.add_argument("--run", required=True, metavar="RUN", help="trained run directory")
+    parser.add_argument("--run", required=True, metavar="RUN",
+                        help="trained run directory or exported model file (mia export)")
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
     parser.add_argument("--split", default="test", help="split to analyse")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: RUN/report)")

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="stage-1 candidates by sG (default: exact when the gallery fits "
                         "1 GB prepared, else 500; 0 = always exact)")
     parser.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
-    parser.add_argument("--run", help="run directory (default: the one that built the index)")
+    parser.add_argument("--run", help="run directory or exported model file (default: the "
+                        "one that built the index)")
     parser.add_argument("--image-root", metavar="DIR",
                         help="where the gallery's photos are now (default: the folder recorded "
                         "at build time, or the same place relative to the index)")

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--index", required=True, metavar="INDEX", help="index directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=port_number, default=8000, help="port")
-    parser.add_argument("--run", help="run directory (default: the one that built the index)")
+    parser.add_argument("--run", help="run directory or exported model file (default: the "
+                        "one that built the index)")
     parser.add_argument("--image-root", metavar="DIR",
                         help="where the gallery's photos are now (default: the folder recorded "
                         "at build time, or the same place relative to the index)")

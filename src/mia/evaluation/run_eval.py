@@ -26,12 +26,12 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
                  lambda2: float | None = None, device: str = "auto", memory_mb: float = 1024,
                  score_dtype: str = "fp32", progress: bool = True, save: bool = True,
                  distractors: str | None = None) -> dict:
-    """Evaluate a trained run on a split; the result is also saved under RUN/eval/."""
+    """Evaluate a trained run (or an exported file) on a split; the result is also saved
+    under RUN/eval/ (an export: FILE.eval/)."""
     dev = resolve_device(device)
     trained = load_trained(run, checkpoint, dev)
     cfg = trained.config
-    l1 = cfg.eval.lambda1 if lambda1 is None else lambda1
-    l2 = cfg.eval.lambda2 if lambda2 is None else lambda2
+    l1, l2 = trained.lambdas(lambda1, lambda2)
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=trained.vocab,
                          progress=progress, wordpieces=cfg.model.wordpieces)
     started = time.time()
@@ -57,8 +57,14 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
     if save:
         name = (f"{split}{'+' + distractors if distractors else ''}-"
                 f"{Path(trained.checkpoint).stem}.json")
-        atomic_write_json(Path(run) / "eval" / name, result)
+        atomic_write_json(eval_dir(trained) / name, result)
     return result
+
+
+def eval_dir(trained) -> Path:
+    """Where evaluation results of a model go: RUN/eval/ of a run, FILE.eval/ of an export."""
+    run = Path(trained.run)
+    return run / "eval" if run.is_dir() else run.with_name(run.name + ".eval")
 
 
 def _unknown_fraction(data, texts: list[str]) -> float:

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from mia.model.embeddings import ImageEmbeddings
 from mia.utils.errors import DatasetError, MiaError
-from mia.utils.io import atomic_open, atomic_write_json, sha256_file
+from mia.utils.io import atomic_open, atomic_write_json
 
 FORMAT = "mia-index-v4"  # v4: everything stage 2 needs of an image in one record
 # v3: segments (mia index add) and removals; v2: MLP outputs as scaled unit attention keys
@@ -355,7 +355,7 @@ def model_fingerprint(trained) -> dict:
     config = {k: v for k, v in dataclasses.asdict(trained.model.config).items()
               if k not in NON_ARCHITECTURE}
     return {"model_config": config, "vocab_fingerprint": trained.vocab.fingerprint,
-            "checkpoint_sha256": sha256_file(trained.checkpoint),
+            "checkpoint_sha256": trained.weights_sha256(),
             "image_size": [trained.config.data.height, trained.config.data.width]}
 
 
@@ -482,10 +482,10 @@ def _finish(work: Path, out: Path, plan: dict, person_ids: list, image_root: Pat
         "dim": int(first["global"].shape[1]), "parts": int(first["parts"].shape[1]),
         "dtype": plan["dtype"], "image_root": str(root),
         "image_root_relative": os.path.relpath(root, out.resolve().parent),
-        "skipped": skipped, "source": source, "model": {**fingerprint, "run": str(Path(trained.run).resolve()),
-                                    "checkpoint": str(Path(trained.checkpoint).resolve()),
-                                    "lambda1": trained.config.eval.lambda1,
-                                    "lambda2": trained.config.eval.lambda2}})
+        "skipped": skipped, "source": source,
+        "model": {**fingerprint, "run": str(Path(trained.run).resolve()),
+                  "checkpoint": str(Path(trained.checkpoint).resolve()),
+                  **dict(zip(("lambda1", "lambda2"), trained.lambdas()))}})
     for i in range(n_shards):
         os.unlink(work / f"shard-{i:06d}.npz")
     os.unlink(work / "plan.json")

@@ -124,8 +124,7 @@ class Searcher:
         if check:
             check_fingerprint(index, model_fingerprint(retriever.trained))
         self.retriever = retriever
-        self.lambda1 = retriever.lambdas[0] if lambda1 is None else lambda1
-        self.lambda2 = retriever.lambdas[1] if lambda2 is None else lambda2
+        self.lambda1, self.lambda2 = retriever.trained.lambdas(lambda1, lambda2)
         self.candidates = candidates
         if backend == "auto":
             backend = "milvus" if index.manifest.get("stage1") else "torch"

@@ -8,6 +8,9 @@
     RUN/checkpoints/       last.pt (every epoch), best.pt (best validation, last step),
                            <step>.pt (end of each training step)
     RUN/eval/              results written by ``mia evaluate``
+
+``mia export`` turns a run into one file (:mod:`mia.training.export`); everything that
+loads a model takes either.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mia.text.vocab import Vocabulary
 from mia.training.checkpoint import check_compatible, load_checkpoint
 from mia.training.config import Config, config_from_dict
 from mia.utils.errors import CheckpointError, ConfigError
+from mia.utils.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -89,23 +93,58 @@ class RunDir:
 
 @dataclass
 class TrainedModel:
+    """A model with what scoring needs: its config, vocabulary and where it came from
+    (``run`` and ``checkpoint`` are the same file for an export)."""
+
     config: Config
     model: MIA
     vocab: Vocabulary
     meta: dict
     checkpoint: Path
     run: Path
+    _weights_sha256: str | None = None
+
+    def weights_sha256(self) -> str:
+        """SHA-256 of the checkpoint the weights come from (an export records its source's):
+        what a gallery index checks before it answers with this model."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = sha256_file(self.checkpoint)
+        return self._weights_sha256
+
+    def lambdas(self, lambda1: float | None = None,
+                lambda2: float | None = None) -> tuple[float, float]:
+        """(lambda1, lambda2) of sF = sG + lambda1 sR + lambda2 sL (Eq. 18): the given
+        values, else the run's eval.lambda1 / eval.lambda2. The one place they resolve."""
+        return (self.config.eval.lambda1 if lambda1 is None else float(lambda1),
+                self.config.eval.lambda2 if lambda2 is None else float(lambda2))
 
 
 def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
                  device: str | torch.device = "cpu") -> TrainedModel:
-    """The model of a run, from ``checkpoint`` (default: best.pt, else last.pt)."""
-    run = RunDir(Path(run_path))
+    """The model of a run directory (from ``checkpoint``, default best.pt, else last.pt),
+    of a checkpoint file inside a run's ``checkpoints/``, or of an export file
+    (``mia export``)."""
+    path = Path(run_path)
+    state = None
+    if path.is_file():
+        from mia.training.export import is_export, load_export, read_model_file
+
+        state = read_model_file(path)
+        if checkpoint is not None and Path(checkpoint).resolve() != path.resolve():
+            raise CheckpointError(f"{path} is a model file: --checkpoint applies to a run "
+                                  "directory only")
+        if is_export(state):
+            return load_export(path, device, state)
+        path, checkpoint = path.parent.parent, path  # RUN/checkpoints/X.pt
+    run = RunDir(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: neither a run directory nor a model file")
     cfg, meta, vocab = run.load_config(), run.load_meta(), Vocabulary.load(run.vocab)
-    path = Path(checkpoint) if checkpoint else run.default_checkpoint()
-    state = load_checkpoint(path)
-    check_compatible(state, path, cfg.model, vocab.fingerprint, len(vocab), meta["num_classes"])
+    ckpt = Path(checkpoint) if checkpoint else run.default_checkpoint()
+    if state is None:
+        state = load_checkpoint(ckpt)
+    check_compatible(state, ckpt, cfg.model, vocab.fingerprint, len(vocab), meta["num_classes"])
     model = MIA(cfg.model, len(vocab), meta["num_classes"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return TrainedModel(cfg, model, vocab, meta, path, run.path)
+    return TrainedModel(cfg, model, vocab, meta, ckpt, run.path)

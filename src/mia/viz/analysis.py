@@ -40,7 +40,7 @@ class Analysis:
 
     @property
     def lambdas(self) -> tuple[float, float]:
-        return self.trained.config.eval.lambda1, self.trained.config.eval.lambda2
+        return self.trained.lambdas()
 
     def ranking_scores(self, name: str) -> torch.Tensor:
         if name == "GC":
