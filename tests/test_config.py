@@ -65,3 +65,23 @@ def test_unknown_top_level_key_in_a_file(tmp_path):
     path.write_text("base: mia\nmodle: {}\n")
     with pytest.raises(ConfigError, match="unknown key\\(s\\) 'modle'; valid keys: name, "):
         load_config(path)
+
+
+def test_no_two_shipped_configs_are_the_same_config_under_two_names():
+    seen = {}
+    for name in ALL:
+        resolved = load_config(name).to_dict()
+        key = repr({k: v for k, v in resolved.items() if k not in ("name", "description")})
+        assert key not in seen, f"{name} is {seen.get(key)} under another name"
+        seen[key] = name
+
+
+def test_the_override_examples_the_config_module_documents_work():
+    import re
+
+    import mia.training.config as module
+
+    examples = re.findall(r"--set ([a-z_]+\.[\w.]+=[^`\s]+)", module.__doc__)
+    assert len(examples) >= 2
+    for example in examples:
+        load_config("mia", [example])
