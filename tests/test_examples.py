@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from mia.data.reader import open_dataset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -15,16 +17,23 @@ def load(name):
     return module
 
 
-def test_score_photos_ranks_the_described_person_first(trained_run, synth_dir, capsys):
+def test_score_photos_ranks_every_photo_by_its_fused_score(trained_run, synth_dir, capsys):
+    import mia
+
     ds = open_dataset(synth_dir)
     records = ds.split("test")[:6]
     photos = [str(ds.image_path(r)) for r in records]
-    ranked = load("score_photos").main(["--run", str(trained_run[0]), "--text",
-                                        records[0].captions[0], *photos])
-    assert sorted(p for p, _ in ranked) == sorted(photos)
-    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    text = records[0].captions[0]
+    ranked = load("score_photos").main(["--run", str(trained_run[0]), "--text", text, *photos])
+    model = mia.load(trained_run[0], "cpu")
+    s_f = model.score(model.encode_images(photos), model.encode_texts([text]))["sF"][0]
+    want = sorted(zip(photos, s_f.tolist()), key=lambda p: -p[1])
+    assert [p for p, _ in ranked] == [p for p, _ in want]
+    assert [s for _, s in ranked] == pytest.approx([s for _, s in want], abs=1e-5)
+    why = model.explain(want[0][0], text)
+    stripe = max(range(len(why["stripes"])), key=lambda k: why["stripes"][k]) + 1
     out = capsys.readouterr().out
-    assert "best match: the sentence weighs stripe" in out and " -> " in out
+    assert f"best match: the sentence weighs stripe {stripe} (of {len(why['stripes'])}" in out
 
 
 def test_index_a_folder_then_search_it_twice(trained_run, synth_dir, tmp_path, capsys):
