@@ -53,12 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    import mia.api
     from mia.training.config import load_config
-    from mia.training.launch import train
     from mia.utils.errors import ConfigError
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _relaunch_under_torchrun(args.nproc)
+        return _relaunch_under_torchrun(args.nproc, args.argv)
     sets = list(args.set) + [f"{key}={value}" for key, value in (
         ("model.pretrained", args.pretrained), ("model.word_vectors", args.word_vectors),
         ("train.precision", args.precision)) if value]
@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     elif sets:
         raise ConfigError("--set/--pretrained/--word-vectors/--precision need --config "
                           "(a resumed run keeps its saved config)")
-    summary = train(config, args.data, args.out, resume=args.resume, format=args.format,
-                    skip_bad=args.skip_bad, progress=not args.no_progress, device=args.device)
+    summary = mia.api.train(config, args.data, args.out, resume=args.resume,
+                            format=args.format, skip_bad=args.skip_bad,
+                            progress=not args.no_progress, device=args.device).summary
     if args.json:
         print_json(summary)
     else:
@@ -80,12 +81,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _relaunch_under_torchrun(nproc: int) -> int:
-    """Run this same command in ``nproc`` processes with torchrun (single node)."""
+def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run this same command (``argv``, as given to ``main``) in ``nproc`` processes with
+    torchrun (single node)."""
     import subprocess
     import sys
 
-    argv = sys.argv[1:]
+    argv = list(argv)
     if "--nproc" in argv:
         i = argv.index("--nproc")
         argv = argv[:i] + argv[i + 2:]

@@ -2,8 +2,9 @@
 into dataclasses.
 
 A config may name a ``base`` config (a path relative to it, or a name in ``configs/``)
-whose values it overrides; ``--set key=value`` overrides any key afterwards, including
-list items (``steps.1.epochs=3``). Unknown keys are errors that list the valid keys.
+whose values it overrides; ``--set key=value`` overrides any key afterwards: a step's
+field by the step's name (``--set steps.step1.epochs=3``), a list item by its index
+(``--set steps.step2.train.0=text``). Unknown keys are errors that list the valid keys.
 The paper's step training is data: ``steps`` is an ordered mapping name ->
 :class:`StepConfig` (what trains, on which losses, at which learning rate, how long); a
 derived config can change one field of one step (``steps: {step1: {epochs: 3}}``) or drop a

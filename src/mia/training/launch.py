@@ -30,7 +30,7 @@ from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Val
 from mia.training.run import RunDir
 from mia.training.trainer import Trainer
 from mia.utils.errors import CheckpointError, MiaError
-from mia.utils.io import atomic_write_json, atomic_write_text
+from mia.utils.io import atomic_write_json, atomic_write_text, sha256_json
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
     if config is not None and not resume:
         check_start_files(config)
     config = with_word_vectors_dim(config) if config is not None else None
-    dev = resolve_device(device or (config.train.device if config else "auto"))
+    # a resumed run (config None) trains on the device its saved config names
+    saved = run.load_config() if config is None and resume and run.config.is_file() else None
+    dev = resolve_device(device or (config or saved or Config()).train.device)
     ctx = distributed.from_environment(dev.type)
     if dev.type == "cuda" and ctx.enabled:
         dev = torch.device("cuda", ctx.local_rank)
@@ -126,7 +128,8 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
             "format": data.dataset.format, "vocab_size": len(data.vocab),
             "vocab_fingerprint": data.vocab.fingerprint, "mia_version": __version__,
             "torch": torch.__version__, "python": platform.python_version(),
-            "world_size": ctx.world, "precision": precision})
+            "world_size": ctx.world, "precision": precision,
+            "train_data": train_data_identity(data_dir, data.dataset.format, train_records)})
     model = _build_model(cfg, data.vocab, len(labels), fresh=state is None, device=dev, ctx=ctx)
     pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
                        seed=cfg.train.seed, word_dropout=cfg.data.word_dropout)
@@ -159,6 +162,15 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
     if ctx.is_main:
         atomic_write_json(run.path / "summary.json", summary)
     return summary
+
+
+def train_data_identity(data_dir, format: str, records) -> dict:
+    """Name, format, size and content hash of a training split (what an export records):
+    the hash covers every image path, identity and caption, in order."""
+    return {"name": Path(data_dir).resolve().name, "format": format, "images": len(records),
+            "people": len({r.person_id for r in records}),
+            "sha256": sha256_json([[r.file_path, r.person_id, list(r.captions)]
+                                   for r in records])}
 
 
 def _build_model(cfg: Config, vocab: Vocabulary, num_classes: int, fresh: bool, device,
