@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
+from mia.config import load_config  # noqa: E402
 from mia.demo import ensure_dataset  # noqa: E402
 from mia.evaluation.run_eval import evaluate_run  # noqa: E402
-from mia.training.config import load_config  # noqa: E402
-from mia.training.device import bf16_native, resolve_device  # noqa: E402
 from mia.training.launch import train  # noqa: E402
+from mia.utils.device import bf16_native, resolve_device  # noqa: E402
 
 VARIANTS = {  # name -> (config, overrides, label)
     "fp32": ("demo/mia", ["train.precision=fp32"], "demo/mia, fp32"),

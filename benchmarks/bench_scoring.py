@@ -34,7 +34,7 @@ from common import machine_line, synthetic_embeddings, timeit  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
 from mia.model.similarity import fuse  # noqa: E402
 from mia.retrieval.scoring import score_all  # noqa: E402
-from mia.training.device import cpu_bf16_native  # noqa: E402
+from mia.utils.device import cpu_bf16_native  # noqa: E402
 
 
 def floor(img, txt, dtype) -> float:

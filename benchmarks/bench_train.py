@@ -30,13 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, timeit  # noqa: E402
+from mia.config import load_config  # noqa: E402
 from mia.model.mia import MIA, ModelConfig  # noqa: E402
-from mia.training.config import load_config  # noqa: E402
-from mia.training.device import bf16_native  # noqa: E402
 from mia.training.distributed import DistContext  # noqa: E402
-from mia.training.objectives import needs  # noqa: E402
+from mia.training.objectives import MatchingConfig, needs  # noqa: E402
 from mia.training.step import TrainingStep  # noqa: E402
 from mia.training.trainer import set_trainable  # noqa: E402
+from mia.utils.device import bf16_native  # noqa: E402
 
 CUHK_TRAIN_PAIRS = 68108
 
@@ -71,7 +71,7 @@ def measure(args, precision: str) -> dict:
     if args.channels_last:
         batch["images"] = batch["images"].contiguous(memory_format=torch.channels_last)
     dtype = {"bf16": torch.bfloat16, "fp32": None}[precision]
-    step_module = TrainingStep(model, cfg.train.matching(), DistContext())
+    step_module = TrainingStep(model, MatchingConfig.of(cfg.train), DistContext())
 
     def autocast():
         return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

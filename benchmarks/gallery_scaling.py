@@ -19,12 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
+from mia.artifacts.run import load_trained  # noqa: E402
 from mia.data.pipeline import load_run_data  # noqa: E402
-from mia.evaluation.encode import encode_split  # noqa: E402
-from mia.evaluation.evaluate import granularity_scores  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
+from mia.evaluation.run_eval import encode_split  # noqa: E402
 from mia.model.similarity import fuse  # noqa: E402
-from mia.training.run import load_trained  # noqa: E402
+from mia.retrieval.scoring import granularity_scores  # noqa: E402
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
+from mia.config import load_config  # noqa: E402
 from mia.evaluation.run_eval import evaluate_run  # noqa: E402
-from mia.training.config import load_config  # noqa: E402
 from mia.training.launch import train  # noqa: E402
 
 RECIPES = {"GC": "recipes/cuhk_small_cpu_gc", "GC+RGA": "recipes/cuhk_small_cpu_gc_rga",

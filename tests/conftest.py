@@ -82,7 +82,7 @@ TINY = ["model.small_width=8", "model.embed_dim=32", "model.part_channels=32",
 
 def tiny(*extra):
     """The demo config shrunk to a model that trains in seconds."""
-    from mia.training.config import load_config
+    from mia.config import load_config
 
     return load_config("demo/mia", TINY + list(extra))
 

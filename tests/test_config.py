@@ -2,7 +2,7 @@
 
 import pytest
 
-from mia.training.config import CONFIG_DIR, load_config
+from mia.config import CONFIG_DIR, load_config
 from mia.utils.errors import ConfigError
 
 ALL = sorted(str(p.relative_to(CONFIG_DIR))[:-5] for p in CONFIG_DIR.rglob("*.yaml"))
@@ -79,9 +79,16 @@ def test_no_two_shipped_configs_are_the_same_config_under_two_names():
 def test_the_override_examples_the_config_module_documents_work():
     import re
 
-    import mia.training.config as module
+    import mia.config as module
 
     examples = re.findall(r"--set ([a-z_]+\.[\w.]+=[^`\s]+)", module.__doc__)
     assert len(examples) >= 2
     for example in examples:
         load_config("mia", [example])
+
+
+def test_the_schemas_sub_dataset_names_are_those_the_data_layer_recognises():
+    from mia.config import SUBSET_NAMES
+    from mia.data.subsets import SUBSETS
+
+    assert set(SUBSET_NAMES) == set(SUBSETS.values())

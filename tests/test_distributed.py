@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from mia.training.checkpoint import load_checkpoint
+from mia.artifacts.checkpoint import load_checkpoint
 from mia.training.launch import train
 from tests.conftest import tiny
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import mia
+from mia.artifacts.export import EXPORT_VERSION, read_model_file
 from mia.cli.main import main
 from mia.data.reader import open_dataset
-from mia.training.export import EXPORT_VERSION, read_model_file
 from mia.utils.errors import CheckpointError
 
 METRICS = ("R1", "R5", "R10", "total", "mAP", "mINP")

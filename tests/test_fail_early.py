@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from mia.cli.main import main
+from mia.config import load_config
 from mia.data.reader import open_dataset
 from mia.retrieval.index import GalleryIndex, IndexFileError
-from mia.training.config import load_config
 from mia.utils.errors import ConfigError, DatasetError
 from tests.conftest import TINY
 

@@ -108,9 +108,9 @@ def test_train_pairs_flip_is_a_function_of_seed_epoch_and_index(synth_dir):
 
 
 def test_data_subset_keeps_one_cuhk_pedes_sub_dataset_in_every_split(synth_dir):
+    from mia.config import load_config
     from mia.data.pipeline import load_run_data
-    from mia.evaluation.subsets import subset_of
-    from mia.training.config import load_config
+    from mia.data.subsets import subset_of
 
     full = load_run_data(load_config("demo/mia").data, synth_dir, progress=False)
     ssm = load_run_data(load_config("demo/mia", ["data.subset=SSM"]).data, synth_dir,

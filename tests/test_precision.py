@@ -10,16 +10,16 @@ import torch
 import yaml
 
 from mia.cli.main import build_parser
-from mia.training import device as dev_mod
-from mia.training.config import TrainConfig, load_config
-from mia.training.device import (
+from mia.config import TrainConfig, load_config
+from mia.training.launch import train
+from mia.utils import device as dev_mod
+from mia.utils.device import (
     bf16_native,
     check_precision,
     cpu_bf16_native,
     cpu_flags,
     resolve_precision,
 )
-from mia.training.launch import train
 from mia.utils.errors import ConfigError
 from tests.conftest import tiny
 
@@ -99,7 +99,7 @@ def test_explicit_precisions_are_kept(flags, monkeypatch):
 
 
 def test_explicit_bf16_on_a_cpu_without_native_bf16_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger="mia.training.device"):
+    with caplog.at_level(logging.WARNING, logger="mia.utils.device"):
         resolved, reason = resolve_precision("bf16", CPU, EPYC_AVX2)
     assert resolved == "bf16" and "emulated" in reason
     [record] = caplog.records
@@ -107,7 +107,7 @@ def test_explicit_bf16_on_a_cpu_without_native_bf16_warns(caplog):
     assert "emulated" in record.getMessage() and "very slow" in record.getMessage()
     assert "--precision auto or fp32" in record.getMessage()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="mia.training.device"):
+    with caplog.at_level(logging.WARNING, logger="mia.utils.device"):
         assert resolve_precision("bf16", CPU, {"avx512_bf16"}) == ("bf16", "set explicitly")
         resolve_precision("auto", CPU, EPYC_AVX2)  # auto never warns: it picks fp32
     assert not caplog.records

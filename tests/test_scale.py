@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from mia.artifacts.run import load_trained
 from mia.retrieval.candidates import CandidateIndex
 from mia.text.vocab import Vocabulary
 from mia.text.word_vectors import embedding_matrix, load_word_vectors
 from mia.training.launch import train
-from mia.training.run import load_trained
 from mia.utils.errors import ConfigError, MiaError
 from tests.conftest import tiny
 

@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
+from mia.artifacts.checkpoint import load_checkpoint
+from mia.artifacts.run import RunDir, load_trained
 from mia.cli.main import main
 from mia.model.mia import MIA, PARAMETER_GROUPS
-from mia.training.checkpoint import load_checkpoint
 from mia.training.launch import train
-from mia.training.run import RunDir, load_trained
 from mia.utils.errors import CheckpointError, DatasetError, MiaError
 from tests.conftest import tiny
 

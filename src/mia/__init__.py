@@ -10,7 +10,8 @@ Multi-Granularity Image-Text Alignments", IEEE TIP 2020.
     scores = model.score(model.encode_images(photos), model.encode_texts(["a man ..."]))
 """
 
-__version__ = "0.1.0"
+from mia._version import __version__
+
 API = ("load", "export", "train", "evaluate", "create_model", "list_configs", "config", "Run",
        "Retriever")
 __all__ = [*API, "ImageEmbeddings", "TextEmbeddings", "MiaError", "__version__"]

@@ -12,12 +12,12 @@ import shutil
 import time
 from pathlib import Path
 
+from mia.artifacts.run import RunDir
+from mia.config import load_config
 from mia.data.synth import generate_dataset
 from mia.evaluation.report import results_table
 from mia.evaluation.run_eval import evaluate_run
-from mia.training.config import load_config
 from mia.training.launch import train
-from mia.training.run import RunDir
 from mia.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)

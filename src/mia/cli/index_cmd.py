@@ -111,7 +111,7 @@ the new one is published."""
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import mia
+    import mia.api
     from mia.data.reader import open_dataset
     from mia.retrieval.index import GalleryIndex, build_index
 
@@ -119,7 +119,7 @@ def run_build(args: argparse.Namespace) -> int:
         from mia.retrieval.vectordb import check_reachable
 
         check_reachable(args.vector_db)
-    retriever = mia.load(args.run, device=args.device, checkpoint=args.checkpoint)
+    retriever = mia.api.load(args.run, device=args.device, checkpoint=args.checkpoint)
     options = {"batch_size": args.batch_size, "dtype": args.dtype, "overwrite": args.overwrite,
                "skip_bad": args.skip_bad, "progress": not (args.no_progress or args.json)}
     if args.data:

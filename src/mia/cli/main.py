@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from mia import __version__
+from mia._version import __version__
 from mia.utils.errors import MiaError
 
 COMMAND_MODULES = ("data", "train", "evaluate", "export", "index", "search", "report",

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     import mia.api
-    from mia.training.config import load_config
+    from mia.config import load_config
     from mia.utils.errors import ConfigError
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from mia.config import DataConfig
 from mia.data.images import drop_unreadable
 from mia.data.loading import CaptionCorpus, ImageStore
 from mia.data.reader import open_dataset
@@ -28,13 +29,10 @@ class RunData:
     corpus: CaptionCorpus
 
 
-def load_run_data(data_cfg, data_dir: str | Path, format: str | None = None,
+def load_run_data(data_cfg: DataConfig, data_dir: str | Path, format: str | None = None,
                   skip_bad: bool = False, vocab: Vocabulary | None = None,
                   progress: bool = True, wordpieces: bool = False) -> RunData:
-    """Read and parse a dataset; build the vocabulary from its training split unless given.
-
-    ``data_cfg`` is a :class:`mia.training.config.DataConfig`.
-    """
+    """Read and parse a dataset; build the vocabulary from its training split unless given."""
     dataset = open_dataset(data_dir, format, skip_bad=skip_bad)
     if data_cfg.subset:
         _keep_subset(dataset, data_cfg.subset)
@@ -59,7 +57,7 @@ def load_run_data(data_cfg, data_dir: str | Path, format: str | None = None,
 
 def _keep_subset(dataset: PedestrianDataset, subset: str) -> None:
     """Only the images of one CUHK-PEDES sub-dataset, in every split (Table IX)."""
-    from mia.evaluation.subsets import subset_of
+    from mia.data.subsets import subset_of
 
     kept = [r for r in dataset.records if subset_of(r.file_path) == subset]
     if not kept:

@@ -14,11 +14,9 @@ import torch
 from torch import Tensor
 
 from mia.data.records import ImageRecord
+from mia.data.subsets import subset_of
 from mia.evaluation.metrics import rank_metrics
-from mia.evaluation.subsets import subset_of
-from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import fuse
-from mia.retrieval.scoring import score_all
 from mia.utils.errors import MiaError
 
 GRANULARITIES = ("sG", "sR", "sL")
@@ -53,12 +51,6 @@ class EvalInputs:
         gallery = list(records) + list(distractors)
         return cls(gallery, texts, torch.tensor(pids), torch.tensor([r.person_id for r in gallery]),
                    subsets, images)
-
-
-def granularity_scores(img: ImageEmbeddings, txt: TextEmbeddings, memory_mb: float = 1024,
-                       dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-    """{"sG", "sR", "sL"} -> [Q, G] similarity matrices."""
-    return score_all(img, txt, keys=GRANULARITIES, memory_mb=memory_mb, dtype=dtype)
 
 
 def evaluate_scores(scores: dict[str, Tensor], inputs: EvalInputs, lambda1: float,

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import torch
 
+from mia.artifacts.run import load_trained
 from mia.data.pipeline import load_run_data
-from mia.evaluation.encode import encode_split
-from mia.evaluation.evaluate import (
-    evaluate_scores,
-    granularity_scores,
-    lambda_sweeps,
-    per_subset,
-)
-from mia.training.device import resolve_device
-from mia.training.run import load_trained
+from mia.evaluation.evaluate import EvalInputs, evaluate_scores, lambda_sweeps, per_subset
+from mia.retrieval.encode import encode_captions, encode_gallery
+from mia.retrieval.scoring import granularity_scores
+from mia.utils.device import resolve_device
 from mia.utils.io import atomic_write_json
 
 
@@ -72,4 +68,16 @@ def _unknown_fraction(data, texts: list[str]) -> float:
     return round(data.vocab.unknown_fraction(tokens), 4) if tokens else 0.0
 
 
-
+def encode_split(trained, data, split: str, device: str | torch.device = "cpu",
+                 progress: bool = False, distractors: str | None = None):
+    """(EvalInputs, gallery embeddings, caption embeddings) of one split of ``data``
+    (a :class:`mia.data.pipeline.RunData`) under a trained run, each image encoded once;
+    the images of the split ``distractors`` join the gallery when given."""
+    cfg = trained.config
+    extra = data.dataset.split(distractors) if distractors else []
+    inputs = EvalInputs.from_records(data.dataset.split(split), extra)
+    img = encode_gallery(trained.model, inputs.gallery, data.store, cfg.eval.batch_size,
+                         device, workers=cfg.data.workers, progress=progress)
+    txt = encode_captions(trained.model, inputs.query_texts, data.corpus, cfg.eval.batch_size,
+                          device, progress=progress)
+    return inputs, img, txt

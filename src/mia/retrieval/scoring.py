@@ -268,3 +268,20 @@ def _score_bucket(b: QueryBucket, gal: Gallery, out: _Outputs, budget: int) -> N
                 out.put("sP", idx, g, s_p)
                 out.put("sN", idx, g, s_n)
 
+
+def granularity_scores(img: ImageEmbeddings, txt: TextEmbeddings, memory_mb: float = 1024,
+                       dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+    """{"sG", "sR", "sL"} -> [texts, images] similarity matrices (Eq. 4-17)."""
+    return score_all(img, txt, keys=DEFAULT_KEYS, memory_mb=memory_mb, dtype=dtype)
+
+
+def fused_scores(img: ImageEmbeddings, txt: TextEmbeddings, lambda1: float, lambda2: float,
+                 memory_mb: float = 1024, dtype: torch.dtype = torch.float32
+                 ) -> dict[str, Tensor]:
+    """sG, sR, sL and sF = sG + lambda1 sR + lambda2 sL (Eq. 18) for every (text, image)
+    pair, [texts, images]: the one scoring of ``mia evaluate``, the API and the figures."""
+    from mia.model.similarity import fuse
+
+    out = granularity_scores(img, txt, memory_mb=memory_mb, dtype=dtype)
+    out["sF"] = fuse(out, lambda1, lambda2)
+    return out

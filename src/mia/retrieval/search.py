@@ -108,11 +108,12 @@ REGROW = 4  # ... or when it holds this many times the images it was built (trai
 
 
 def index_retriever(index: GalleryIndex, run=None, device: str = "auto"):
-    """The :class:`mia.api.Retriever` of the run that built ``index`` (or of ``run``)."""
-    from mia.api import load
+    """The :class:`~mia.retrieval.retriever.Retriever` of the run that built ``index`` (or
+    of ``run``)."""
+    from mia.retrieval.retriever import Retriever
 
     model = index.manifest["model"]
-    return load(run or model["run"], device, None if run else model["checkpoint"])
+    return Retriever.load(run or model["run"], device, None if run else model["checkpoint"])
 
 
 class Searcher:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mia.training.checkpoint import save_checkpoint
+from mia.artifacts.checkpoint import save_checkpoint
 
 if TYPE_CHECKING:
     from mia.training.trainer import Trainer

@@ -13,22 +13,23 @@ from pathlib import Path
 
 import torch
 
-from mia import __version__
+from mia._version import __version__
+from mia.artifacts.checkpoint import check_compatible, load_checkpoint
+from mia.artifacts.run import RunDir
+from mia.config import Config, check_start_files, dump_yaml
 from mia.data.loading import TrainPairs, UniqueImageBatchSampler
 from mia.data.pipeline import load_run_data
 from mia.data.records import label_map
-from mia.evaluation.encode import encode_captions, encode_gallery
-from mia.evaluation.evaluate import EvalInputs, evaluate_scores, granularity_scores
+from mia.evaluation.evaluate import EvalInputs, evaluate_scores
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.mia import MIA
+from mia.retrieval.encode import encode_captions, encode_gallery
+from mia.retrieval.scoring import granularity_scores
 from mia.text.vocab import Vocabulary
 from mia.training import distributed
-from mia.training.checkpoint import check_compatible, load_checkpoint
-from mia.training.config import Config, check_start_files, dump_yaml
-from mia.training.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Validator
-from mia.training.run import RunDir
 from mia.training.trainer import Trainer
+from mia.utils.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from mia.utils.errors import CheckpointError, MiaError
 from mia.utils.io import atomic_write_json, atomic_write_text, sha256_json
 

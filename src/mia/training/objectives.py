@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mia.config import TrainConfig
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.mia import MIA
 from mia.model.similarity import similarities
@@ -22,8 +23,6 @@ from mia.model.similarity import similarities
 # matching loss name -> (granularity computed by similarities(), similarity it uses)
 MATCHING = {"gc": ("g", "sG"), "rga_it": ("r", "sI"), "rga_ti": ("r", "sT"),
             "bfm_pn": ("l", "sP"), "bfm_np": ("l", "sN")}
-MATCHING_LOSSES = ("sum_hinge", "max_hinge", "contrastive")
-NEGATIVES = ("image", "identity")
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,12 @@ class MatchingConfig:
     margin: float = 0.2  # alpha of the hinges
     negatives: str = "image"  # the paper: every other image, even of the same person
     temperature: float = 0.05  # of the contrastive loss
+
+    @classmethod
+    def of(cls, train: TrainConfig) -> MatchingConfig:
+        """The matching loss a config's ``train`` section asks for."""
+        return cls(train.matching_loss, train.margin, train.negatives,
+                   train.matching_temperature)
 
 
 def sum_of_hinges(scores: Tensor, negatives: Tensor, margin: float) -> Tensor:

@@ -11,14 +11,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mia.config import Config, StepConfig
 from mia.data.loading import TrainPairs, UniqueImageBatchSampler, collate_pairs
 from mia.model.mia import MIA, PARAMETER_GROUPS
-from mia.training.config import Config, StepConfig
-from mia.training.device import AUTOCAST_DTYPES, resolve_precision
 from mia.training.distributed import DistContext
 from mia.training.hooks import Hook, finite_or_raise
-from mia.training.objectives import needs
+from mia.training.objectives import MatchingConfig, needs
 from mia.training.step import TrainingStep
+from mia.utils.device import AUTOCAST_DTYPES, resolve_precision
 from mia.utils.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Trainer:
         trains_cnn = "backbone" in step.train
         depth = (self.model.config.frozen_stages if trains_cnn
                  else self.model.image_encoder.num_stages())
-        self.step_module = TrainingStep(self.model, self.config.train.matching(), self.ctx,
+        self.step_module = TrainingStep(self.model, MatchingConfig.of(self.config.train), self.ctx,
                                         frozen_depth=depth,
                                         cache_mb=self.config.train.feature_cache_mb,
                                         erasing=self.config.train.erasing,

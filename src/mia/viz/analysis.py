@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
+from mia.artifacts.run import TrainedModel, load_trained
 from mia.data.pipeline import RunData, load_run_data
-from mia.evaluation.encode import encode_split
-from mia.evaluation.evaluate import EvalInputs, granularity_scores
+from mia.evaluation.evaluate import EvalInputs
+from mia.evaluation.run_eval import encode_split
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import fuse, paired_attention
-from mia.training.run import TrainedModel, load_trained
+from mia.retrieval.scoring import granularity_scores
 
 # rankings shown side by side in Fig. 8 (granularities of one MIA model)
 RANKINGS = ("GC", "GC+RGA", "MIA")

@@ -9,7 +9,7 @@
                            <step>.pt (end of each training step)
     RUN/eval/              results written by ``mia evaluate``
 
-``mia export`` turns a run into one file (:mod:`mia.training.export`); everything that
+``mia export`` turns a run into one file (:mod:`mia.artifacts.export`); everything that
 loads a model takes either.
 """
 
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from mia.artifacts.checkpoint import check_compatible, load_checkpoint
+from mia.config import Config, config_from_dict
 from mia.model.mia import MIA
 from mia.text.vocab import Vocabulary
-from mia.training.checkpoint import check_compatible, load_checkpoint
-from mia.training.config import Config, config_from_dict
 from mia.utils.errors import CheckpointError, ConfigError
 from mia.utils.io import sha256_file
 
@@ -127,7 +127,7 @@ def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
     path = Path(run_path)
     state = None
     if path.is_file():
-        from mia.training.export import is_export, load_export, read_model_file
+        from mia.artifacts.export import is_export, load_export, read_model_file
 
         state = read_model_file(path)
         if checkpoint is not None and Path(checkpoint).resolve() != path.resolve():

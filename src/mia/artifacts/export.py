@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from mia import __version__
+from mia._version import __version__
+from mia.artifacts.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from mia.artifacts.run import RunDir, TrainedModel
+from mia.config import config_from_dict
 from mia.data.images import IMAGENET_MEAN, IMAGENET_STD
 from mia.model.mia import MIA
 from mia.text.vocab import Vocabulary
-from mia.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from mia.training.config import config_from_dict
-from mia.training.run import RunDir, TrainedModel
 from mia.utils.errors import CheckpointError, ConfigError
 from mia.utils.io import atomic_torch_save, sha256_file
 
@@ -81,7 +81,7 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | Path = "best"
     """Write ``run``'s model to the single file ``out`` (atomically); returns what was
     written. ``checkpoint``: "best" (best.pt, else last.pt, as evaluation picks), "last",
     or a checkpoint file."""
-    from mia.training.run import load_trained
+    from mia.artifacts.run import load_trained
 
     rundir = RunDir(Path(run))
     if checkpoint == "best":

@@ -1,4 +1,4 @@
-"""Run configuration: YAML files (the package's ``mia/configs/`` or any path), validated
+"""The configuration schema, read by every layer: YAML files (the package's ``mia/configs/`` or any path), validated
 into dataclasses.
 
 A config may name a ``base`` config (a path relative to it, or a name in ``configs/``)
@@ -27,12 +27,14 @@ from mia.model.backbones import BACKBONES, backbone_stride, stage_prefixes
 from mia.model.mia import MAX_ATTENTION_SCALE, PARAMETER_GROUPS, ModelConfig
 from mia.model.text_encoder import WORD_ENCODERS
 from mia.text.phrases import PHRASE_MODES
-from mia.training.objectives import MATCHING_LOSSES, NEGATIVES
 from mia.utils.errors import ConfigError
 
 # shipped inside the package (configs/ at the top of the checkout links here)
 CONFIG_DIR = Path(str(resources.files("mia") / "configs"))
 LOSS_NAMES = ("id", "gc", "rga_it", "rga_ti", "bfm_pn", "bfm_np")
+MATCHING_LOSSES = ("sum_hinge", "max_hinge", "contrastive")  # training/objectives.py
+NEGATIVES = ("image", "identity")
+SUBSET_NAMES = ("CUHK01", "CUHK03", "Market", "SSM", "VIPER")  # data/subsets.py
 
 
 @dataclass
@@ -99,12 +101,6 @@ class TrainConfig:
     # (model.minilm_trainable_layers), relative to the step's: a from-scratch rate (1e-3 in
     # step 1) would wash out what they learned in pre-training
     minilm_lr_scale: float = 0.1
-
-    def matching(self):
-        from mia.training.objectives import MatchingConfig
-
-        return MatchingConfig(self.matching_loss, self.margin, self.negatives,
-                              self.matching_temperature)
 
 
 @dataclass
@@ -331,9 +327,7 @@ def check_start_files(cfg: Config) -> None:
 def _validate_data(d: DataConfig) -> None:
     _choice("data.phrase_mode", d.phrase_mode, PHRASE_MODES)
     if d.subset is not None:
-        from mia.evaluation.subsets import SUBSETS
-
-        _choice("data.subset", d.subset, sorted(set(SUBSETS.values())))
+        _choice("data.subset", d.subset, SUBSET_NAMES)
     for key in ("height", "width", "min_word_count", "text_workers"):
         _positive(f"data.{key}", getattr(d, key))
     _positive("data.workers", d.workers, allow_zero=True)
