@@ -1,6 +1,7 @@
 """Distributed training: 2 CPU processes (gloo) reach the same weights as one process on
 the same global batches, log and checkpoint once, and resume a run across world sizes."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,6 +18,35 @@ from tests.conftest import tiny
 # processes cannot synchronise BatchNorm statistics (GPUs use SyncBatchNorm)
 DDP_SET = ["steps.step2.train=[global_fc,part_branch,text,classifier,rga]",
            "steps.step2.epochs=1", "train.batch_size=12"]
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Train on one intra-op thread (as each torchrun process does, OMP_NUM_THREADS=1), then
+    give the process back the thread count it had, whatever that was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_leaves_thread_count_as_found():
+    before = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == before, (
+        f"tests/test_distributed.py changed torch's thread count {before} -> "
+        f"{torch.get_num_threads()}")
+
+
+@pytest.fixture(autouse=True)
+def each_test_leaves_thread_count_as_found():
+    before = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == before, (
+        f"the test changed torch's thread count {before} -> {torch.get_num_threads()}")
 
 
 def torchrun(args: list[str], nproc: int = 2, timeout: int = 600) -> None:
@@ -40,14 +70,13 @@ def assert_close(a: dict, b: dict) -> None:
 @pytest.fixture(scope="module")
 def single(synth_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "run"
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         train(tiny(*DDP_SET), synth_dir, out, progress=False)
-    finally:
-        torch.set_num_threads(2)
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_equal_one_process_on_the_global_batch(single, synth_dir, tmp_path):
     out = tmp_path / "ddp"
     args = ["train", "--config", "demo/mia", "--data", str(synth_dir), "--out", str(out),
@@ -63,6 +92,8 @@ def test_two_processes_equal_one_process_on_the_global_batch(single, synth_dir, 
     assert json.loads((out / "meta.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_resume_on_another_world_size(single, synth_dir, tmp_path, monkeypatch):
     from mia.training import hooks
 
@@ -74,12 +105,8 @@ def test_resume_on_another_world_size(single, synth_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(hooks.Checkpointer, "after_epoch", crash_after_first_epoch)
     out = tmp_path / "resumed"
-    torch.set_num_threads(1)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(tiny(*DDP_SET), synth_dir, out, progress=False)
-    finally:
-        torch.set_num_threads(2)
+    with one_thread(), pytest.raises(KeyboardInterrupt):
+        train(tiny(*DDP_SET), synth_dir, out, progress=False)
     torchrun(["train", "--data", str(synth_dir), "--out", str(out), "--resume", "--device",
               "cpu", "--no-progress"])
     assert_close(weights(single), weights(out))
@@ -104,3 +131,18 @@ def test_more_processes_than_devices_is_an_error_at_start(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
     with pytest.raises(ConfigError, match="64 processes but only 1 CUDA devices"):
         from_environment("cuda")
+
+
+def test_one_thread_restores_any_previous_thread_count():
+    original = torch.get_num_threads()
+    odd = original + 1  # a count no hard-coded restore would land on
+    torch.set_num_threads(odd)
+    try:
+        with one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == odd
+        with pytest.raises(RuntimeError), one_thread():
+            raise RuntimeError("training failed")
+        assert torch.get_num_threads() == odd
+    finally:
+        torch.set_num_threads(original)
