@@ -3,9 +3,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "API.md"
 
 
+@pytest.mark.slow
 def test_the_api_notebook_session_runs_as_printed(tmp_path, monkeypatch, capsys):
     text = DOC.read_text(encoding="utf-8")
     session = text.split("## A notebook session, end to end", 1)[1]

@@ -155,6 +155,7 @@ def test_create_model_and_list_configs():
         mia.create_model("demo/mia", no_such_field=1)
 
 
+@pytest.mark.slow
 def test_train_returns_the_run_that_load_and_evaluate_take(synth_dir, tmp_path):
     from tests.conftest import TINY
 

@@ -127,6 +127,7 @@ def test_add_refuses_images_outside_the_photo_folder(grown, tmp_path, capsys):
     assert "not inside the index's photo folder" in capsys.readouterr().err
 
 
+@pytest.mark.vectordb
 def test_vector_database_stage1_agrees_with_exact_stage1(grown, trained_run, synth_dir,
                                                          capsys):
     pytest.importorskip("pymilvus", reason="needs the vectordb extra")
@@ -155,6 +156,7 @@ def test_vector_database_stage1_agrees_with_exact_stage1(grown, trained_run, syn
     assert val[0] not in found and val[1] in found
 
 
+@pytest.mark.vectordb
 def test_database_rows_of_an_unpublished_add_are_dropped_then_cleaned(grown, trained_run,
                                                                       synth_dir, monkeypatch):
     pytest.importorskip("pymilvus", reason="needs the vectordb extra")
@@ -174,6 +176,7 @@ def test_database_rows_of_an_unpublished_add_are_dropped_then_cleaned(grown, tra
     assert searcher.refresh() and searcher.stage1.count() == len(index) + 2
 
 
+@pytest.mark.vectordb
 def test_database_missing_rows_is_a_clear_error(grown, trained_run):
     pytest.importorskip("pymilvus", reason="needs the vectordb extra")
     growth.sync(grown, progress=False)
@@ -187,6 +190,7 @@ def test_database_missing_rows_is_a_clear_error(grown, trained_run):
     assert growth.stage1_db(GalleryIndex.open(grown)).count() == len(index)
 
 
+@pytest.mark.vectordb
 def test_unreachable_database_and_busy_lite_file_are_clear_errors(tmp_path, trained_run,
                                                                   synth_dir, capsys):
     pytest.importorskip("pymilvus", reason="needs the vectordb extra")
@@ -281,6 +285,7 @@ def test_api_and_cli_add_a_new_photo_folder_once(grown, trained_run, synth_dir, 
     shutil.rmtree(new)
 
 
+@pytest.mark.vectordb
 def test_unreachable_database_fails_search_at_start_and_health_while_serving(
         grown, monkeypatch, capsys):
     pytest.importorskip("pymilvus", reason="needs the vectordb extra")

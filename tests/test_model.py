@@ -103,6 +103,7 @@ def test_a_missing_efficientnet_wheel_is_named(monkeypatch):
         imagenet_state_dict("efficientnet_lite2")
 
 
+@pytest.mark.slow
 def test_pretrained_errors_name_both_options(tmp_path, monkeypatch):
     cfg = ModelConfig(**{**TINY.__dict__, "backbone": "vgg16", "pretrained": str(tmp_path / "x")})
     with pytest.raises(ConfigError, match="weights file not found; set model.pretrained to a "

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.small_width=8", "model.embed_dim=32", "model.part_channels=32",
         "model.word_dim=16", "model.gru_hidden=16", "model.mlp_hidden=32",
