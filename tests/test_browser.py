@@ -1,34 +1,47 @@
 """End to end in a real browser: headless Debian Chromium, driven by Selenium, types a
 query into the served page and checks that results and their explanations appear.
 
-The browser comes from Debian's packages (chromium, chromium-driver); the test installs
-them itself when they are missing (the test tool never downloads a browser of its own).
+The browser comes from Debian's packages (chromium, chromium-driver), which `make test`
+installs before it runs pytest (its step `make browser-deps`; the test tool never downloads
+a browser of its own). The test itself installs nothing: when the browser or the Python
+packages are missing it fails and says how to get them, it never skips.
 """
 
-import shutil
+import importlib.util
+import os
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-pytest.importorskip("selenium", reason="selenium is part of the test extra")
-pytest.importorskip("uvicorn", reason="uvicorn is part of the test extra")
+pytestmark = pytest.mark.browser
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-def ensure_chromium() -> None:
-    if shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER):
-        return
-    steps = [["apt-get", "update", "-qq"],
-             ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]]
-    for cmd in steps:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if result.returncode != 0:
-            pytest.fail(f"could not install Debian's chromium ({' '.join(cmd)}): "
-                        f"{result.stderr[-500:]}")
+def require_chromium() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER)
+               if not (os.path.isfile(p) and os.access(p, os.X_OK))]
+    if missing:
+        pytest.fail(f"the browser test needs Debian's chromium and chromium-driver, but "
+                    f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing: "
+                    f"run `make test` (its step `make browser-deps` installs them) or "
+                    f"`apt-get install chromium chromium-driver`", pytrace=False)
+
+
+def require_modules(*names: str) -> None:
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if missing:
+        pytest.fail(f"the browser test needs {', '.join(missing)} (the test extra): run "
+                    f"`make test` or `pip install -e \".[test]\"`", pytrace=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prerequisites():
+    """Checked before the server fixture trains a model, so a missing browser fails at once."""
+    require_chromium()
+    require_modules("selenium", "uvicorn", "fastapi")
 
 
 def free_port() -> int:
@@ -38,12 +51,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(index_dir):
+def server(prerequisites, request):
     import uvicorn
 
     from mia.serving.app import create_app
 
     port = free_port()
+    index_dir = request.getfixturevalue("index_dir")  # after the checks: it trains a model
     config = uvicorn.Config(create_app(index_dir), host="127.0.0.1", port=port,
                             log_level="warning")
     srv = uvicorn.Server(config)
@@ -59,8 +73,7 @@ def server(index_dir):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    ensure_chromium()
+def browser(prerequisites, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
