@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lambda1", type=nonneg_float, help="weight of sR (default: the run's)")
     parser.add_argument("--lambda2", type=nonneg_float, help="weight of sL (default: the run's)")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    parser.add_argument("--figure", metavar="PNG",
+                        help="also draw the top 5 results (fewer with a smaller --top) with "
+                        "their stripes and phrase -> stripe assignments into this PNG")
     parser.set_defaults(func=run)
 
 
@@ -55,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     answer = searcher.search(args.query, top_k=args.top)
     for warning in answer["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.figure:
+        from mia.viz.search_figure import search_figure
+
+        search_figure(answer, index.image_root, args.figure, k=min(args.top, 5))
+        print(f"figure: {args.figure}", file=sys.stderr)
     if args.json:
         print_json(answer)
         return 0
