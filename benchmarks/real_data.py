@@ -1,8 +1,11 @@
 """The real-data table of the README: GC, GC + RGA and MIA trained with the CPU recipes on a
 small real training set, evaluated on its validation split, for several seeds.
 
-    python ../shared/tools/make_cuhk_dev.py GIT_DIR /data/cuhk-dev      # see DEVELOPERS.md
     python benchmarks/real_data.py --data /data/cuhk-dev --out runs/real --seeds 0 1
+
+/data/cuhk-dev is a CUHK-PEDES-format directory (reid_raw.json + imgs/) made from the
+official CUHK-PEDES validation people only (800 ids as train, 200 as val, with their real
+captions; docs/EXPERIMENTS.md says how); any dataset with train and val splits works.
 
 Every run trains on the `train` split and is evaluated on the `val` split (never on an
 official test split). Finished runs are reused, so the script can be stopped and restarted.
