@@ -155,3 +155,20 @@ def test_images_root_falls_back_to_the_dataset_dir(tmp_path):
         write_image(tmp_path / e["img_path"])
     ds = open_dataset(tmp_path)
     assert ds.image_root == tmp_path and len(ds.records) == len(entries)
+
+
+def test_a_person_in_two_splits_is_named_or_dropped_from_the_later_split(dataset_factory):
+    entries = make_entries("cuhk-pedes", {"train": 3, "val": 2, "test": 2})
+    leaked = next(e for e in entries if e["split"] == "val")
+    first_train = next(i for i, e in enumerate(entries) if e["split"] == "train")
+    leaked["id"] = entries[first_train]["id"]
+    root = dataset_factory(entries=entries)
+    index = entries.index(leaked)
+    with pytest.raises(DatasetError, match=rf"entry {index} \(id {leaked['id']}\): field 'id': "
+                       rf"person {leaked['id']} is in split 'val' and in 'train' "
+                       rf"\(entry {first_train}\)"):
+        open_dataset(root)
+    ds = open_dataset(root, skip_bad=True)
+    assert ds.skipped == {"person in more than one split": 1}
+    assert {r.split for r in ds.records if r.person_id == leaked["id"]} == {"train"}
+    assert len(ds.records) == len(entries) - 1

@@ -121,11 +121,11 @@ def read_dataset(fmt: AnnotationFormat, root: Path, skip_bad: bool = False,
         seen[path] = index
         records.append(ImageRecord(path, pid, tuple(entry[fmt.captions_field]),
                                    entry[fmt.split_field], index))
+    records = _drop_split_leaks(fmt, records, problems)
     dataset = PedestrianDataset(fmt.name, file, fmt.image_root(root), records)
     if check_images:
         _drop_missing_images(dataset, skip_bad, problems.counts)
     dataset.skipped = problems.counts
-    dataset.warnings = _split_leaks(dataset)
     if not dataset.records:
         raise DatasetError(f"{file}: no valid entries")
     return dataset
@@ -153,11 +153,23 @@ def _drop_missing_images(dataset: PedestrianDataset, skip_bad: bool, counts: dic
     dataset.records = [r for r in dataset.records if id(r) not in gone]
 
 
-def _split_leaks(dataset: PedestrianDataset) -> list[str]:
-    splits_of: dict[int, set[str]] = {}
-    for r in dataset.records:
-        splits_of.setdefault(r.person_id, set()).add(r.split)
-    leaks = sorted(pid for pid, s in splits_of.items() if len(s) > 1)
-    if not leaks:
-        return []
-    return [f"{len(leaks)} person ids appear in more than one split (first: {leaks[:MAX_LISTED]})"]
+def _drop_split_leaks(fmt: AnnotationFormat, records: list[ImageRecord],
+                      problems: _Problems) -> list[ImageRecord]:
+    """A person in two splits (say train and val) makes the later split's numbers those of
+    a seen person: an error naming the entry, or with ``skip_bad`` that person's entries in
+    every split after the first one (in the format's split order) are dropped, counted."""
+    first: dict[int, tuple[str, int]] = {}
+    order = {s: i for i, s in enumerate(fmt.splits)}
+    for r in sorted(records, key=lambda r: (order[r.split], r.entry)):
+        first.setdefault(r.person_id, (r.split, r.entry))
+    kept = []
+    for r in records:
+        split, entry = first[r.person_id]
+        if r.split == split:
+            kept.append(r)
+            continue
+        problems.report(r.entry, r.person_id, "person in more than one split",
+                        f"field '{fmt.id_field}': person {r.person_id} is in split "
+                        f"'{r.split}' and in '{split}' (entry {entry}): a person must be in "
+                        "one split only")
+    return kept
