@@ -81,3 +81,68 @@ def test_label_smoothing_softens_the_identity_loss():
     assert hard["id_image"] < 1e-6
     # smoothed target: 0.9 + 0.1/3 on the true class, so a confident classifier pays
     assert soft["id_image"] > 1.0 and torch.isclose(soft["id_image"], soft["id_text"])
+
+
+def _gc_batch(b=4, d=8, seed=0):
+    from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
+
+    gen = torch.Generator().manual_seed(seed)
+    empty, mask = torch.zeros(b, 0, d), torch.zeros(b, 0, dtype=torch.bool)
+    img = ImageEmbeddings(torch.randn(b, d, generator=gen), empty, empty, empty)
+    txt = TextEmbeddings(torch.randn(b, d, generator=gen), empty, mask, empty, empty)
+    classifier = torch.nn.Linear(d, 3)
+    return type("M", (), {"classifier": classifier})(), img, txt, torch.tensor([0, 1, 2, 0])
+
+
+def test_pair_weights_scale_each_pairs_share_and_ones_are_the_paper():
+    from mia.model.similarity import similarities
+    from mia.training.objectives import (
+        MatchingConfig,
+        compute_losses,
+        hinge_pairs,
+        image_negatives,
+        pair_weights,
+    )
+
+    model, img, txt, labels = _gc_batch()
+    cfg, losses, index = MatchingConfig(), {"id": 1.0, "gc": 1.0}, torch.arange(4)
+    weak = torch.tensor([True, False, False, True])
+    assert pair_weights(weak, 1.0) is None and pair_weights(torch.zeros(4, dtype=bool), 0.3) is None
+    w = pair_weights(weak, 0.25)
+    assert w.tolist() == [0.25, 1.0, 1.0, 0.25]
+    plain = compute_losses(model, img, txt, labels, index, losses, cfg)
+    ones = compute_losses(model, img, txt, labels, index, losses, cfg, weight=torch.ones(4))
+    for k in plain:
+        torch.testing.assert_close(ones[k], plain[k])
+    torch.testing.assert_close(plain["match_gc"],
+                               sum_of_hinges(similarities(img, txt, ("g",))["sG"],
+                                             image_negatives(index), 0.2))
+    weighted = compute_losses(model, img, txt, labels, index, losses, cfg, weight=w)
+    pairs = hinge_pairs(similarities(img, txt, ("g",))["sG"], image_negatives(index), 0.2)
+    torch.testing.assert_close(weighted["match_gc"], (pairs * w).sum() / 4)
+    ce = torch.nn.functional.cross_entropy(model.classifier(img.global_), labels,
+                                           reduction="none")
+    torch.testing.assert_close(weighted["id_image"], (ce * w).sum() / 4)
+
+
+def test_drop_hardest_leaves_out_the_pairs_with_the_highest_matching_loss():
+    from mia.model.similarity import similarities
+    from mia.training.objectives import (
+        MatchingConfig,
+        compute_losses,
+        hinge_pairs,
+        image_negatives,
+    )
+
+    model, img, txt, labels = _gc_batch(seed=1)
+    index = torch.arange(4)
+    pairs = hinge_pairs(similarities(img, txt, ("g",))["sG"], image_negatives(index), 0.2)
+    worst = int(pairs.argmax())
+    got = compute_losses(model, img, txt, labels, index, {"gc": 1.0}, MatchingConfig(),
+                         drop_fraction=0.25)
+    keep = torch.ones(4, dtype=torch.bool)
+    keep[worst] = False
+    torch.testing.assert_close(got["match_gc"], pairs[keep].sum() / 4)
+    none = compute_losses(model, img, txt, labels, index, {"gc": 1.0}, MatchingConfig(),
+                          drop_fraction=0.1)  # 0.1 x 4 pairs rounds to none
+    torch.testing.assert_close(none["match_gc"], pairs.mean())

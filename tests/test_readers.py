@@ -172,3 +172,16 @@ def test_a_person_in_two_splits_is_named_or_dropped_from_the_later_split(dataset
     assert ds.skipped == {"person in more than one split": 1}
     assert {r.split for r in ds.records if r.person_id == leaked["id"]} == {"train"}
     assert len(ds.records) == len(entries) - 1
+
+
+def test_weak_captions_are_read_and_checked(dataset_factory):
+    entries = make_entries("cuhk-pedes", {"train": 3, "val": 2, "test": 2})
+    entries[0]["weak"] = True
+    root = dataset_factory(entries=entries, name="weak")
+    records = open_dataset(root).records
+    assert [r.weak for r in records[:2]] == [True, False]
+    entries[1]["weak"] = "yes"
+    root = dataset_factory(entries=entries, name="badweak")
+    with pytest.raises(DatasetError, match=r"entry 1 \(id \d+\): field 'weak': expected true "
+                                           r"or false, got 'yes'"):
+        open_dataset(root)

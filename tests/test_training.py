@@ -283,3 +283,32 @@ def test_real_world_images_and_captions_neither_crash_training_nor_evaluation(sy
     test_captions = sum(len(e["captions"]) for e in entries if e["split"] == "test")
     assert result["meta"]["queries"] == test_captions  # no caption was dropped
     assert result["meta"]["unknown_word_fraction"] > 0  # "xqzv plorf wibble" never seen
+
+
+def test_weak_pairs_reach_the_losses_with_their_weight(synth_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from mia.training import step as step_module
+
+    data = tmp_path / "weak"
+    shutil.copytree(synth_dir, data)
+    entries = json.loads((data / "reid_raw.json").read_text())
+    for e in entries:
+        e["weak"] = e["split"] == "train"
+    (data / "reid_raw.json").write_text(json.dumps(entries))
+    real, seen = step_module.compute_losses, []
+
+    def spy(*args):
+        terms = real(*args)
+        seen.append((args[8], {k: float(v.detach()) for k, v in terms.items()}))
+        return terms
+
+    monkeypatch.setattr(step_module, "compute_losses", spy)
+    only_step1 = ["steps.step2.epochs=1", "steps.step3.epochs=1"]
+    train(tiny(*only_step1, "train.weak_weight=0"), data, tmp_path / "w0", progress=False)
+    assert seen and all(w is not None and float(w.abs().sum()) == 0 for w, _ in seen)
+    assert all(v == 0 for _, terms in seen for v in terms.values())
+    seen.clear()
+    train(tiny(*only_step1, "train.weak_weight=0.5"), data, tmp_path / "w5", progress=False)
+    assert all(w.tolist() == [0.5] * len(w) for w, _ in seen)
+    assert any(v > 0 for _, terms in seen for v in terms.values())

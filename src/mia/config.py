@@ -101,6 +101,12 @@ class TrainConfig:
     # (model.minilm_trainable_layers), relative to the step's: a from-scratch rate (1e-3 in
     # step 1) would wash out what they learned in pre-training
     minilm_lr_scale: float = 0.1
+    # Beyond the paper, for captions of uneven quality (entries marked "weak": true, e.g.
+    # machine paraphrases): the loss weight of a weak pair (1: counted as any other), and
+    # the fraction of each batch's pairs with the highest matching loss left out of that
+    # batch's losses (0: none; small-loss selection against pairs that do not match)
+    weak_weight: float = 1.0
+    drop_hardest: float = 0.0
 
 
 @dataclass
@@ -350,6 +356,9 @@ def _validate_train(t: TrainConfig) -> None:
     _positive("train.feature_cache_mb", t.feature_cache_mb, allow_zero=True)
     _check(0 <= t.erasing <= 1, f"train.erasing: must be in [0, 1], got {t.erasing}")
     _positive("train.minilm_lr_scale", t.minilm_lr_scale)
+    _check(t.weak_weight >= 0, f"train.weak_weight: must be >= 0, got {t.weak_weight}")
+    _check(0 <= t.drop_hardest < 1,
+           f"train.drop_hardest: must be in [0, 1), got {t.drop_hardest}")
     _check(0 <= t.label_smoothing < 1,
            f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     _choice("train.precision", t.precision, ("auto", "fp32", "bf16", "fp16"))

@@ -155,7 +155,8 @@ class TrainPairs(Dataset):
         except DatasetError as exc:  # reported by the main process, in one line
             return {"error": str(exc)}
         return {"image": image, "caption": caption, "label": self.labels[index],
-                "image_index": image_index, "flip": flip}
+                "image_index": image_index, "flip": flip,
+                "weak": self.records[image_index].weak}
 
 
 def collate_pairs(items: list[dict]) -> dict[str, Tensor]:
@@ -168,6 +169,7 @@ def collate_pairs(items: list[dict]) -> dict[str, Tensor]:
     batch["labels"] = torch.tensor([it["label"] for it in items])
     batch["image_index"] = torch.tensor([it["image_index"] for it in items])
     batch["flips"] = torch.tensor([it["flip"] for it in items])
+    batch["weak"] = torch.tensor([it.get("weak", False) for it in items])
     return batch
 
 

@@ -17,6 +17,9 @@ class ImageRecord:
     captions: tuple[str, ...]
     split: str
     entry: int  # index of the entry in the annotation file, for error messages
+    # captions machine-written or otherwise unreliable (an entry's optional "weak": true);
+    # train.weak_weight scales the losses of their pairs
+    weak: bool = False
 
 
 @dataclass

@@ -89,8 +89,9 @@ def _pad_phrases(txt: TextEmbeddings, m: int) -> TextEmbeddings:
 
 
 def gather_batch(ctx: DistContext, img: ImageEmbeddings, txt: TextEmbeddings, labels: Tensor,
-                 image_index: Tensor):
-    """The global batch's embeddings, labels and image ids, identical on every rank."""
+                 *per_pair: Tensor):
+    """The global batch's embeddings, labels and other per-pair tensors (image ids,
+    weights), identical on every rank."""
     sizes = torch.tensor([len(labels), txt.phrases.shape[1]], device=labels.device)
     all_sizes = [torch.zeros_like(sizes) for _ in range(ctx.world)]
     dist.all_gather(all_sizes, sizes)
@@ -100,7 +101,8 @@ def gather_batch(ctx: DistContext, img: ImageEmbeddings, txt: TextEmbeddings, la
     txt = _pad_phrases(txt, m)
     img = ImageEmbeddings(*(_gather_rows(t, rows, valid) for t in img.state().values()))
     txt = TextEmbeddings(*(_gather_rows(t, rows, valid) for t in txt.state().values()))
-    return img, txt, _gather_rows(labels, rows, valid), _gather_rows(image_index, rows, valid)
+    return (img, txt, _gather_rows(labels, rows, valid),
+            *(_gather_rows(t, rows, valid) for t in per_pair))
 
 
 def gather_objects(ctx: DistContext, obj):

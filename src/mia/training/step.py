@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from mia.model.mia import MIA
 from mia.training.distributed import DistContext, gather_batch
-from mia.training.objectives import MatchingConfig, compute_losses
+from mia.training.objectives import MatchingConfig, compute_losses, pair_weights
 
 TEXT_KEYS = ("tokens", "lengths", "pieces", "piece_words")
 PHRASE_KEYS = ("phrase_starts", "phrase_lengths", "phrase_mask")
@@ -74,10 +74,12 @@ def random_erasing(x: Tensor, p: float, area: tuple[float, float] = (0.02, 0.4),
 class TrainingStep(nn.Module):
     def __init__(self, model: MIA, matching: MatchingConfig, ctx: DistContext,
                  frozen_depth: int = 0, cache_mb: float = 0, erasing: float = 0.0,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, weak_weight: float = 1.0,
+                 drop_hardest: float = 0.0):
         super().__init__()
         self.model, self.matching, self.ctx = model, matching, ctx
         self.erasing, self.label_smoothing = erasing, label_smoothing
+        self.weak_weight, self.drop_hardest = weak_weight, drop_hardest
         self.cache = (FrozenFeatureCache(frozen_depth, cache_mb)
                       if frozen_depth and cache_mb > 0 else None)
 
@@ -93,8 +95,11 @@ class TrainingStep(nn.Module):
         keys = TEXT_KEYS + (PHRASE_KEYS if with_parts else ())
         txt = self.model.encode_texts(**{k: batch[k] for k in keys if k in batch})
         labels, image_index = batch["labels"], batch["image_index"]
+        weight = pair_weights(batch.get("weak"), self.weak_weight, labels.device)
         if self.ctx.enabled:  # every rank scores the whole global batch
-            img, txt, labels, image_index = gather_batch(self.ctx, img, txt, labels,
-                                                         image_index)
+            if weight is None:  # all ranks gather the same tensors
+                weight = torch.ones(len(labels), device=labels.device)
+            img, txt, labels, image_index, weight = gather_batch(self.ctx, img, txt, labels,
+                                                                 image_index, weight)
         return compute_losses(self.model, img, txt, labels, image_index, losses,
-                              self.matching, self.label_smoothing)
+                              self.matching, self.label_smoothing, weight, self.drop_hardest)

@@ -88,7 +88,9 @@ class Trainer:
                                         frozen_depth=depth,
                                         cache_mb=self.config.train.feature_cache_mb,
                                         erasing=self.config.train.erasing,
-                                        label_smoothing=self.config.train.label_smoothing)
+                                        label_smoothing=self.config.train.label_smoothing,
+                                        weak_weight=self.config.train.weak_weight,
+                                        drop_hardest=self.config.train.drop_hardest)
         if self.ctx.enabled:  # new wrapper per step: the trainable parameters changed
             from torch.nn.parallel import DistributedDataParallel
 

@@ -88,6 +88,9 @@ def _check_entry(fmt: AnnotationFormat, entry: Any) -> tuple[str, str] | None:
         if not isinstance(cap, str) or not cap.strip():
             return f"bad field '{fmt.captions_field}'", (
                 f"field '{fmt.captions_field}'[{k}]: expected a non-empty string, got {cap!r}")
+    if not isinstance(entry.get("weak", False), bool):
+        return "bad field 'weak'", (f"field 'weak': expected true or false, got "
+                                    f"{entry['weak']!r}")
     split = entry[fmt.split_field]
     if split not in fmt.splits:
         return "unknown split", (
@@ -120,7 +123,7 @@ def read_dataset(fmt: AnnotationFormat, root: Path, skip_bad: bool = False,
             continue
         seen[path] = index
         records.append(ImageRecord(path, pid, tuple(entry[fmt.captions_field]),
-                                   entry[fmt.split_field], index))
+                                   entry[fmt.split_field], index, entry.get("weak", False)))
     records = _drop_split_leaks(fmt, records, problems)
     dataset = PedestrianDataset(fmt.name, file, fmt.image_root(root), records)
     if check_images:
