@@ -54,7 +54,7 @@ def search_figure(answer: dict, image_root: str | Path, out_png: str | Path, k: 
     width = max(1.9 * cols, 6.0)
     title = "\n".join(textwrap.wrap(f"\u201c{answer.get('query', '')}\u201d",
                                     int(width * 12)))
-    title_in = 0.25 + 0.2 * (title.count("\n") + 1)  # inches, top to bottom
+    title_in = 0.15 + 0.2 * (title.count("\n") + 1)  # inches, top to bottom
     label_in, image_in, note_in = 0.45, 2.9, 0.3
     per_row = max(1, min(3, int(width // 3)))
     legend_in = 0.24 * -(-max(len(phrases), 1) // per_row) + 0.1
@@ -87,10 +87,11 @@ def _draw_result(ax, result: dict, root: Path, colour_of: dict, target_id) -> No
     else:
         ax.add_patch(Rectangle((0, 0), w, h, color="#dddddd"))
         ax.text(w / 2, h / 2, "image\nmissing", ha="center", va="center", fontsize=8)
-    top = max(stripes) or 1.0
+    low, span = min(stripes), max(stripes) - min(stripes)
     for i, v in enumerate(stripes):  # stripe i, top to bottom, shaded by its RGA weight
+        shade = (v - low) / span if span > 1e-6 else 0.5  # lightest to darkest stripe
         ax.add_patch(Rectangle((0, i * h / n), w, h / n, color=STRIPE_COLOUR,
-                               alpha=0.45 * max(v, 0.0) / top, linewidth=0))
+                               alpha=0.05 + 0.5 * shade, linewidth=0))
         if i:
             ax.plot([0, w], [i * h / n, i * h / n], color="white", lw=0.6, alpha=0.8)
         ax.text(-0.04 * w, (i + 0.5) * h / n, f"{v:.2f}", ha="right", va="center",
@@ -126,8 +127,8 @@ def _draw_result(ax, result: dict, root: Path, colour_of: dict, target_id) -> No
 
 def _legend(fig, phrases: list[str], colour_of: dict, top: float, height: float,
             per_row: int, target_id) -> None:
-    note = ("shading: the sentence's RGA weight of each stripe, top to bottom (value at its "
-            "left);  numbered markers: each noun phrase's best stripe under BFM")
+    note = ("red shading: the sentence's RGA weight of each stripe (value at its left; the "
+            "darker, the larger);  numbered markers: each noun phrase's best stripe under BFM")
     if target_id is not None:
         note += f";  frame: green = person {target_id}, red = another person"
     fig.text(0.01, top, note, fontsize=7.5, color="dimgray", va="top")
