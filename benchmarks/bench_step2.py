@@ -60,7 +60,7 @@ def best_of(fn, repeat: int) -> float:
 
 
 def setup(args):
-    cfg = load_config(args.config, [f"train.batch_size={args.batch}"])
+    cfg = load_config(args.config, [f"train.batch_size={args.batch}", *args.set])
     work = Path(tempfile.mkdtemp(prefix="bench_step2_"))
     generate_dataset(work / "synth", n_ids=args.ids, seed=0, height=cfg.data.height,
                      width=cfg.data.width, images_per_id=(2, 3))
@@ -72,6 +72,8 @@ def setup(args):
     model = MIA(cfg.model, len(data.vocab), len(labels))
     model.load_pretrained_backbone()
     model.load_pretrained_text()
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return cfg, pairs, model
 
 
@@ -95,7 +97,10 @@ def measure(args) -> dict:
         pairs[i]
 
     def load_batch():
-        return collate_pairs([pairs[i] for i in indices])
+        b = collate_pairs([pairs[i] for i in indices])
+        if cfg.train.channels_last:
+            b["images"] = b["images"].contiguous(memory_format=torch.channels_last)
+        return b
 
     batch = load_batch()
     start = depth if step_module.cache is not None else 0
@@ -189,6 +194,8 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=40, help="synthetic identities generated")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, as mia train --set (repeatable)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.precision == "bf16":
@@ -201,7 +208,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(result["machine"])
-    print(f"{result['config']}: {result['backbone']} at {result['image'][0]}x"
+    print(f"{result['config']}{' ' + ' '.join(args.set) if args.set else ''}: {result['backbone']} at {result['image'][0]}x"
           f"{result['image'][1]}, frozen stages {result['frozen_stages']}, batch "
           f"{result['batch']}, {result['precision']}, {result['threads']} threads")
     parts = {k: v for k, v in result["ms"].items() if k != "step 2 iteration"}
