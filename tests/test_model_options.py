@@ -274,3 +274,33 @@ def test_fine_tuned_minilm_layers_learn_at_a_scaled_rate():
     plain = MIA(options(), vocab_size=20, num_classes=3)
     owner.model = plain
     assert len(Trainer._param_groups(owner, set_trainable(plain, ["text"]), 1e-3)) == 1
+
+
+def test_a_run_wide_cache_of_the_never_trained_stages_feeds_each_steps_own_cache():
+    from mia.training.step import FrozenFeatureCache
+
+    torch.manual_seed(0)
+    model = MIA(options(frozen_stages=2), vocab_size=20, num_classes=3)
+    batch = fake_batch()
+    shared = FrozenFeatureCache(2, 64)
+    for groups, depth in ((["global_fc", "text", "classifier"], 5), (STEP2, 2)):
+        set_trainable(model, groups)
+        plain = TrainingStep(model, MatchingConfig(), DistContext())
+        cached = TrainingStep(model, MatchingConfig(), DistContext(), frozen_depth=depth,
+                              cache_mb=64, shared_cache=shared)
+        want = plain(batch, LOSSES, True)
+        for _ in range(2):
+            got = cached(batch, LOSSES, True)
+            for key in want:
+                torch.testing.assert_close(got[key], want[key])
+        assert (cached.cache is None) == (depth == 2)  # step 2 needs no cache of its own
+        if cached.cache is not None:
+            assert cached.cache.start == 2 and len(cached.cache.entries) == 6
+    assert len(shared.entries) == 6  # filled once, in the first step, read in the second
+    budget_mb = shared.bytes / 2**20  # room for the shallow maps only
+    tight = FrozenFeatureCache(2, budget_mb)
+    set_trainable(model, ["global_fc", "text", "classifier"])
+    step = TrainingStep(model, MatchingConfig(), DistContext(), frozen_depth=5,
+                        cache_mb=budget_mb, shared_cache=tight)
+    step(batch, LOSSES, True)
+    assert len(tight.entries) == 6 and step.cache.entries == {}  # one budget for both

@@ -20,24 +20,35 @@ class FrozenFeatureCache:
 
     Frozen stages are in eval mode (fixed BatchNorm statistics), so their output depends on
     the image alone and the cache changes nothing but the time. Entries keep the dtype they
-    were computed in (bfloat16 under bf16 autocast); beyond ``max_mb`` nothing more is kept.
+    were computed in (bfloat16 under bf16 autocast); beyond ``max_mb``, counted together
+    with the caches in ``pool`` (which share one budget), nothing more is kept.
+
+    The stages that never train (model.frozen_stages) have one cache for the whole run
+    (their output is the same in every step); a step that freezes more of the CNN (steps 1
+    and 3) adds one for the stages after them, fed from the first.
     """
 
-    def __init__(self, depth: int, max_mb: float):
-        self.depth, self.max_bytes = depth, max_mb * 2**20
+    def __init__(self, depth: int, max_mb: float, start: int = 0,
+                 pool: tuple[FrozenFeatureCache, ...] = ()):
+        self.start, self.depth, self.max_bytes = start, depth, max_mb * 2**20
+        self.pool = pool
         self.entries: dict[tuple[int, bool], Tensor] = {}
         self.bytes = 0
 
     @torch.no_grad()
     def features(self, model: MIA, images: Tensor, image_index: Tensor,
                  flips: Tensor) -> Tensor:
-        """The first ``depth`` stages' output for a batch [B, C, h, w]."""
+        """Stages ``start`` .. ``depth`` of a batch [B, C, h, w] (``images``: the output of
+        the first ``start`` stages)."""
         keys = list(zip(image_index.tolist(), flips.tolist()))
         missing = [b for b, k in enumerate(keys) if k not in self.entries]
         if missing:
-            fresh = model.image_encoder.backbone_stages(images[missing], 0, self.depth)
+            fresh = model.image_encoder.backbone_stages(images[missing], self.start,
+                                                        self.depth)
+            used = self.bytes + sum(c.bytes for c in self.pool)
             for b, feat in zip(missing, fresh):
-                if self.bytes + feat.nbytes <= self.max_bytes:
+                if used + feat.nbytes <= self.max_bytes:
+                    used += feat.nbytes
                     self.entries[keys[b]] = feat.clone()
                     self.bytes += feat.nbytes
             if len(missing) == len(keys):
@@ -75,17 +86,28 @@ class TrainingStep(nn.Module):
     def __init__(self, model: MIA, matching: MatchingConfig, ctx: DistContext,
                  frozen_depth: int = 0, cache_mb: float = 0, erasing: float = 0.0,
                  label_smoothing: float = 0.0, weak_weight: float = 1.0,
-                 drop_hardest: float = 0.0):
+                 drop_hardest: float = 0.0, shared_cache: FrozenFeatureCache | None = None):
+        """``shared_cache``: the run's cache of the never-trained stages (kept across
+        steps); this step's own cache then covers only the stages after it."""
         super().__init__()
         self.model, self.matching, self.ctx = model, matching, ctx
         self.erasing, self.label_smoothing = erasing, label_smoothing
         self.weak_weight, self.drop_hardest = weak_weight, drop_hardest
-        self.cache = (FrozenFeatureCache(frozen_depth, cache_mb)
-                      if frozen_depth and cache_mb > 0 else None)
+        self.shared = shared_cache
+        base = shared_cache.depth if shared_cache is not None else 0
+        self.cache = (FrozenFeatureCache(frozen_depth, cache_mb, start=base,
+                                         pool=(shared_cache,) if shared_cache else ())
+                      if frozen_depth > base and cache_mb > 0 else None)
+        if shared_cache is not None:  # one budget for both; the last step's cache is gone
+            shared_cache.pool = (self.cache,) if self.cache is not None else ()
 
     def forward(self, batch: dict[str, Tensor], losses: dict[str, float],
                 with_parts: bool) -> dict[str, Tensor]:
         images, start = batch["images"], 0
+        if self.shared is not None:
+            images = self.shared.features(self.model, images, batch["image_index"],
+                                          batch["flips"])
+            start = self.shared.depth
         if self.cache is not None:
             images = self.cache.features(self.model, images, batch["image_index"],
                                          batch["flips"])

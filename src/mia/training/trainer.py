@@ -17,7 +17,7 @@ from mia.model.mia import MIA, PARAMETER_GROUPS
 from mia.training.distributed import DistContext
 from mia.training.hooks import Hook, finite_or_raise
 from mia.training.objectives import MatchingConfig, needs
-from mia.training.step import TrainingStep
+from mia.training.step import FrozenFeatureCache, TrainingStep
 from mia.utils.device import AUTOCAST_DTYPES, resolve_precision
 from mia.utils.errors import DatasetError
 
@@ -72,6 +72,10 @@ class Trainer:
         self.history: list[dict] = []
         self.position = {"step": 0, "epoch": 0}
         self.global_iteration = 0
+        # the output of the stages that never train, computed once for the whole run
+        frozen, budget = model.config.frozen_stages, config.train.feature_cache_mb
+        self.shared_cache = (FrozenFeatureCache(frozen, budget)
+                             if frozen and budget > 0 else None)
 
     @property
     def is_last_step(self) -> bool:
@@ -90,7 +94,8 @@ class Trainer:
                                         erasing=self.config.train.erasing,
                                         label_smoothing=self.config.train.label_smoothing,
                                         weak_weight=self.config.train.weak_weight,
-                                        drop_hardest=self.config.train.drop_hardest)
+                                        drop_hardest=self.config.train.drop_hardest,
+                                        shared_cache=self.shared_cache)
         if self.ctx.enabled:  # new wrapper per step: the trainable parameters changed
             from torch.nn.parallel import DistributedDataParallel
 
