@@ -132,11 +132,13 @@ def create_model(config_name: PathLike | Config = "mia", *, vocab_size: int = 10
 
 def train(config_name: PathLike | Config | None, data: PathLike, out: PathLike, *,
           resume: bool = False, format: str | None = None, skip_bad: bool = False,
-          progress: bool = True, device: str | None = None, **overrides) -> Run:
+          progress: bool = True, device: str | None = None,
+          start_from: PathLike | None = None, **overrides) -> Run:
     """Train a run end to end (``mia train``); returns the :class:`Run` (its ``summary`` is
     RUN/summary.json). ``config_name`` is a config name, file or Config; None with
-    ``resume=True`` continues the run at ``out`` with its saved config. ``overrides``
-    change config keys (``train__seed=1``)."""
+    ``resume=True`` continues the run at ``out`` with its saved config. ``start_from``: a
+    new run begins at another run's ``RUN/checkpoints/<step>.pt`` (``--start-from``).
+    ``overrides`` change config keys (``train__seed=1``)."""
     from mia.training.launch import train as launch
 
     cfg = None
@@ -145,7 +147,8 @@ def train(config_name: PathLike | Config | None, data: PathLike, out: PathLike, 
     elif overrides:
         raise ConfigError("overrides need a config (a resumed run keeps its saved config)")
     summary = launch(cfg, Path(data), Path(out), resume=resume, format=format,
-                     skip_bad=skip_bad, progress=progress, device=device)
+                     skip_bad=skip_bad, progress=progress, device=device,
+                     start_from=start_from)
     return Run(Path(out), summary)
 
 

@@ -12,12 +12,16 @@ A config is a YAML file or the name of one under configs/ (e.g. mia, mia_resnet5
 ablations/gc, ablations/gc_rga, ablations/steps12_merged, demo/mia). Each epoch writes
 RUN/checkpoints/last.pt atomically, validates on the 'val' split and keeps best.pt; losses
 go to RUN/log.jsonl and TensorBoard (RUN/tb). --resume continues an interrupted run exactly
-where its last checkpoint stopped.
+where its last checkpoint stopped. --start-from begins a new run at the end of a step of
+another run whose config trains that far exactly as this one would (the ablations GC,
+GC+RGA and MIA share step 1; GC+RGA is MIA's steps 1-2), so that step is not trained again.
 
 examples:
   mia train --config demo/mia --data data/synth --out runs/demo/mia
   mia train --config mia --data /data/CUHK-PEDES --out runs/mia-vgg --set train.batch_size=64
   mia train --data /data/CUHK-PEDES --out runs/mia-vgg --resume
+  mia train --config ablations/gc --data /data/CUHK-PEDES --out runs/gc \
+      --start-from runs/mia-vgg/checkpoints/step1.pt
   mia train --config mia_resnet50 --data /data/CUHK-PEDES --out runs/r50 --nproc 4
   torchrun --nproc_per_node 4 -m mia train --config mia_resnet50 ...   (the same)"""
 
@@ -31,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. steps.step1.epochs=3 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue RUN from last.pt")
+    parser.add_argument("--start-from", metavar="CHECKPOINT",
+                        help="start this new run from another run's RUN/checkpoints/<step>.pt; "
+                        "the model, data and train settings and the steps up to it must be "
+                        "the same (the first difference is named)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="override train.device")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
@@ -70,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
                           "(a resumed run keeps its saved config)")
     summary = mia.api.train(config, args.data, args.out, resume=args.resume,
                             format=args.format, skip_bad=args.skip_bad,
-                            progress=not args.no_progress, device=args.device).summary
+                            progress=not args.no_progress, device=args.device,
+                            start_from=args.start_from).summary
     if args.json:
         print_json(summary)
     else:

@@ -117,6 +117,9 @@ class Checkpointer(Hook):
                 trainer.best = {"value": value, "metric": sel, "step": record["step"],
                                 "epoch": record["epoch"]}
                 self._save(trainer, self.run.best)
+        self.save_last(trainer)
+
+    def save_last(self, trainer) -> None:
         self._save(trainer, self.run.last)
 
     def after_step(self, trainer, step_name):

@@ -27,6 +27,7 @@ from mia.retrieval.encode import encode_captions, encode_gallery
 from mia.retrieval.scoring import granularity_scores
 from mia.text.vocab import Vocabulary
 from mia.training import distributed
+from mia.training.branch import Start, check_train_data, load_start
 from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Validator
 from mia.training.trainer import Trainer
 from mia.utils.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
@@ -70,12 +71,17 @@ def with_word_vectors_dim(cfg: Config) -> Config:
 
 def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resume: bool = False,
           format: str | None = None, skip_bad: bool = False, progress: bool = True,
-          device: str | None = None) -> dict:
-    """Train a run end to end; returns the run summary (also written to RUN/summary.json)."""
+          device: str | None = None, start_from: str | Path | None = None) -> dict:
+    """Train a run end to end; returns the run summary (also written to RUN/summary.json).
+    ``start_from``: a new run continues from another run's step checkpoint
+    (:mod:`mia.training.branch`)."""
     run = RunDir(Path(out))
+    if start_from is not None and (resume or config is None):
+        raise MiaError("--start-from starts a new run: it needs --config and no --resume")
     if config is not None and not resume:
         check_start_files(config)
     config = with_word_vectors_dim(config) if config is not None else None
+    start = load_start(start_from, config) if start_from is not None else None
     # a resumed run (config None) trains on the device its saved config names
     saved = run.load_config() if config is None and resume and run.config.is_file() else None
     dev = resolve_device(device or (config or saved or Config()).train.device)
@@ -88,7 +94,7 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
         precision = _precision(cfg, dev, ctx)
         state = load_checkpoint(run.last, map_location=dev) if resume else None
         return _train(cfg, run, data_dir, format, skip_bad, progress, dev, ctx, state,
-                      precision)
+                      precision, start)
     finally:
         distributed.shutdown()
 
@@ -115,13 +121,17 @@ def _note_precision_change(run: RunDir, precision: dict) -> None:
 
 
 def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, ctx, state,
-           precision: dict) -> dict:
-    vocab = Vocabulary.load(run.vocab) if state is not None else None
+           precision: dict, start: Start | None = None) -> dict:
+    vocab = (Vocabulary.load(run.vocab) if state is not None
+             else Vocabulary.load(start.source.vocab) if start is not None else None)
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab,
                          progress=progress and ctx.is_main,
                          wordpieces=cfg.model.wordpieces)
     train_records = data.dataset.split("train")
     labels = label_map(train_records)
+    identity = train_data_identity(data_dir, data.dataset.format, train_records)
+    if start is not None:
+        check_train_data(start, identity)
     if state is None and ctx.is_main:
         data.vocab.save(run.vocab)
         atomic_write_json(run.meta, {
@@ -130,8 +140,10 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
             "vocab_fingerprint": data.vocab.fingerprint, "mia_version": __version__,
             "torch": torch.__version__, "python": platform.python_version(),
             "world_size": ctx.world, "precision": precision,
-            "train_data": train_data_identity(data_dir, data.dataset.format, train_records)})
-    model = _build_model(cfg, data.vocab, len(labels), fresh=state is None, device=dev, ctx=ctx)
+            "train_data": identity,
+            **({"started_from": start.record} if start is not None else {})})
+    model = _build_model(cfg, data.vocab, len(labels), fresh=state is None and start is None,
+                         device=dev, ctx=ctx)
     pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
                        seed=cfg.train.seed, word_dropout=cfg.data.word_dropout)
     sampler = UniqueImageBatchSampler(
@@ -156,6 +168,15 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
         trainer.restore(state)
         log.info("resuming %s at step %d, epoch %d", run.path, state["position"]["step"] + 1,
                  state["position"]["epoch"] + 1)
+    elif start is not None:
+        source = start.record["checkpoint"]
+        check_compatible(start.state, source, cfg.model, data.vocab.fingerprint,
+                         len(data.vocab), len(labels))
+        trainer.restore(start.state)
+        if ctx.is_main:  # the run is complete and resumable from its first moment
+            Checkpointer(run).save_last(trainer)
+        log.info("starting %s at step %d from %s", run.path,
+                 start.state["position"]["step"] + 1, source)
     history = trainer.fit()
     summary = {"run": str(run.path), "epochs": len(history), "best": trainer.best,
                "last_val": next((h["val"] for h in reversed(history) if "val" in h), None),
