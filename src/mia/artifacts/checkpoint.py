@@ -33,14 +33,22 @@ def save_checkpoint(path: Path, model: MIA, *, vocab_fingerprint: str, num_class
     atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+def read_torch_file(path: str | Path, map_location="cpu", what: str = "checkpoint"):
+    """``torch.load(weights_only=True)`` of a model file (nothing arbitrary is unpickled),
+    with one-line errors naming the file for a missing, truncated or foreign one."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: {what} not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, not a zip, or holds non-tensor objects
-        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint ({exc})") from exc
+        reason = " ".join(str(exc).split())[:200]
+        raise CheckpointError(f"{path}: unreadable or corrupt {what}: truncated, or not "
+                              f"written by torch ({reason})") from exc
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    state = read_torch_file(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a MIA checkpoint (format {FORMAT} expected)")
     return state

@@ -30,6 +30,7 @@ import torch
 
 from mia._version import __version__
 from mia.artifacts.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from mia.artifacts.checkpoint import load_checkpoint, read_torch_file
 from mia.artifacts.run import RunDir, TrainedModel
 from mia.config import config_from_dict
 from mia.data.images import IMAGENET_MEAN, IMAGENET_STD
@@ -47,13 +48,7 @@ def read_model_file(path: str | Path, map_location="cpu") -> dict:
     """The contents of an export or a checkpoint file; one-line errors for a missing,
     truncated or foreign file, or one from a newer export format."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated, not a zip, or holds non-tensor objects
-        reason = " ".join(str(exc).split())[:200]
-        raise CheckpointError(f"{path}: truncated or not a MIA export ({reason})") from exc
+    state = read_torch_file(path, map_location, what="model file (export or checkpoint)")
     fmt = state.get("format") if isinstance(state, dict) else None
     if fmt == EXPORT_FORMAT:
         version = state.get("format_version")
@@ -93,8 +88,8 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | Path = "best"
     out = Path(out)
     if out.resolve() == path.resolve():
         raise CheckpointError(f"--out {out}: would overwrite the checkpoint it exports")
-    trained = load_trained(rundir.path, path)
-    state = read_model_file(path)
+    state = load_checkpoint(path)
+    trained = load_trained(rundir.path, path, state=state)
     weights = {k: v for k, v in trained.model.state_dict().items()
                if not k.startswith(TRAINING_ONLY)}
     history = state.get("history") or []

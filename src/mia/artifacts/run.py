@@ -120,16 +120,16 @@ class TrainedModel:
 
 
 def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
-                 device: str | torch.device = "cpu") -> TrainedModel:
+                 device: str | torch.device = "cpu", state: dict | None = None,
+                 ) -> TrainedModel:
     """The model of a run directory (from ``checkpoint``, default best.pt, else last.pt),
     of a checkpoint file inside a run's ``checkpoints/``, or of an export file
-    (``mia export``)."""
+    (``mia export``). ``state``: the checkpoint's contents when the caller has read them."""
     path = Path(run_path)
-    state = None
     if path.is_file():
         from mia.artifacts.export import is_export, load_export, read_model_file
 
-        state = read_model_file(path)
+        state = state if state is not None else read_model_file(path)
         if checkpoint is not None and Path(checkpoint).resolve() != path.resolve():
             raise CheckpointError(f"{path} is a model file: --checkpoint applies to a run "
                                   "directory only")
