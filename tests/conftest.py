@@ -80,6 +80,16 @@ TINY = ["model.small_width=8", "model.embed_dim=32", "model.part_channels=32",
         "steps.step3.epochs=1"]
 
 
+def exec_markdown_block(page: Path, heading: str, name: str) -> None:
+    """Run, as printed, the first ```python block after ``heading`` in a markdown page
+    (in the current folder; the page names the file in tracebacks)."""
+    import re
+
+    section = page.read_text(encoding="utf-8").split(heading, 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, str(page), "exec"), {"__name__": name})
+
+
 def tiny(*extra):
     """The demo config shrunk to a model that trains in seconds."""
     from mia.config import load_config

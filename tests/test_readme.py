@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mia.cli.main import main
-from tests.conftest import TINY
+from tests.conftest import TINY, exec_markdown_block
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -58,11 +58,8 @@ def test_the_readme_tour_runs_as_printed_on_the_demo_output(tmp_path, monkeypatc
     assert main(["demo", "--out", str(tmp_path / "runs" / "demo"), "--ids", "24",
                  "--no-progress", *sets]) == 0
     capsys.readouterr()
-    text = README.read_text(encoding="utf-8")
-    tour = text.split("## A 10-minute tour", 1)[1]
-    code = re.search(r"```python\n(.*?)```", tour, re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    exec_markdown_block(README, "## A 10-minute tour", "readme")
     out = capsys.readouterr().out
     assert "torch.Size([1, 4])" in out
     assert (tmp_path / "runs" / "demo" / "photos.index" / "manifest.json").is_file()
