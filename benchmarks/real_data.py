@@ -1,11 +1,19 @@
 """The real-data table of the README: GC, GC + RGA and MIA trained with the CPU recipes on a
-small real training set, evaluated on its validation split, for several seeds.
+real training set, evaluated on its validation split, for several seeds.
 
     python benchmarks/real_data.py --data /data/cuhk-dev --out runs/real --seeds 0 1
+    python benchmarks/real_data.py --family weak --data /data/cuhk-weak --out runs/weak
 
 /data/cuhk-dev is a CUHK-PEDES-format directory (reid_raw.json + imgs/) made from the
 official CUHK-PEDES validation people only (800 ids as train, 200 as val, with their real
 captions; docs/EXPERIMENTS.md says how); any dataset with train and val splits works.
+``--family weak`` uses the recipes for about 11,800 people (cuhk-weak, same val).
+
+The three rows share their first steps: MIA is trained first, GC + RGA starts from its
+step2.pt (MIA's steps 1-2 are GC + RGA's, so nothing is trained again) and GC from its
+step1.pt (``mia train --start-from``; the result equals a run from scratch, as a resumed
+run does). ``--no-share`` trains each row from scratch. The training column is each row's
+own training time plus that of the steps it shares.
 
 Every run trains on the `train` split and is evaluated on the `val` split (never on an
 official test split). Finished runs are reused, so the script can be stopped and restarted.
@@ -26,19 +34,34 @@ from mia.config import load_config  # noqa: E402
 from mia.evaluation.run_eval import evaluate_run  # noqa: E402
 from mia.training.launch import train  # noqa: E402
 
-RECIPES = {"GC": "recipes/cuhk_small_cpu_gc", "GC+RGA": "recipes/cuhk_small_cpu_gc_rga",
-           "MIA": "recipes/cuhk_small_cpu"}
+FAMILIES = {family: {"GC": f"recipes/{prefix}_gc", "GC+RGA": f"recipes/{prefix}_gc_rga",
+                      "MIA": f"recipes/{prefix}"}
+            for family, prefix in (("small", "cuhk_small_cpu"), ("weak", "cuhk_weak_cpu"))}
+ROWS = ("GC", "GC+RGA", "MIA")
+SHARED = {"GC": "step1", "GC+RGA": "step2"}  # the MIA checkpoint each row starts from
 
 
-def run(name: str, seed: int, data: Path, out: Path, split: str,
-        overrides: list[str]) -> tuple[dict, float]:
+def trained(name: str, seed: int, args) -> Path:
+    """The run directory of one row and seed, trained (or resumed) if it is not finished."""
+    out = Path(args.out)
     path = out / f"{name.lower().replace('+', '_')}-seed{seed}"
-    if not (path / "summary.json").is_file():
-        resume = (path / "checkpoints" / "last.pt").is_file()
-        train(None if resume else load_config(RECIPES[name], [f"train.seed={seed}", *overrides]),
-              data, path, progress=False, resume=resume)
+    if (path / "summary.json").is_file():
+        return path
+    if (path / "checkpoints" / "last.pt").is_file():
+        train(None, args.data, path, progress=False, resume=True)
+        return path
+    config = load_config(FAMILIES[args.family][name], [f"train.seed={seed}", *args.set])
+    start = None
+    if args.share and name in SHARED:
+        start = trained("MIA", seed, args) / "checkpoints" / f"{SHARED[name]}.pt"
+    train(config, args.data, path, progress=False, start_from=start)
+    return path
+
+
+def run(name: str, seed: int, args) -> tuple[dict, float]:
+    path = trained(name, seed, args)
     seconds = json.loads((path / "summary.json").read_text())["seconds"]
-    return evaluate_run(path, data, split, progress=False), seconds
+    return evaluate_run(path, Path(args.data), args.split, progress=False), seconds
 
 
 def main() -> None:
@@ -47,7 +70,13 @@ def main() -> None:
     parser.add_argument("--out", default="runs/real")
     parser.add_argument("--split", default="val")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--rows", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--family", choices=FAMILIES, default="small",
+                        help="recipes/cuhk_small_cpu* (about 900 people) or "
+                        "recipes/cuhk_weak_cpu* (about 11,800)")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--no-share", dest="share", action="store_false",
+                        help="train every row from scratch (default: GC and GC + RGA start "
+                        "from MIA's step checkpoints)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of every recipe (a variant; use another --out)")
     args = parser.parse_args()
@@ -59,8 +88,7 @@ def main() -> None:
     for name in args.rows:
         results = []
         for seed in args.seeds:
-            result, seconds = run(name, seed, Path(args.data), Path(args.out), args.split,
-                                  args.set)
+            result, seconds = run(name, seed, args)
             results.append(result)
             print(f"| {name} | {seed} | " + " | ".join(
                 "{R1:.2f} / {R5:.2f} / {R10:.2f} / {mAP:.2f}".format(**result[g])
