@@ -86,6 +86,39 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(trained_run, 
     assert same(want, got)
 
 
+def test_a_resumed_run_reads_the_frozen_stages_cache_from_disk_and_ends_the_same(
+        synth_dir, tmp_path, monkeypatch, caplog):
+    from mia.training import hooks
+
+    cfg = tiny("model.frozen_stages=2", "train.feature_cache_mb=64")
+    train(cfg, synth_dir, tmp_path / "whole", progress=False)
+    assert not (tmp_path / "whole/cache/frozen-stages-0.pt").exists()  # finished: removed
+    original = hooks.FeatureCacheKeeper.after_epoch
+    calls = {"n": 0}
+
+    def crash_after_second_epoch(self, trainer, record):
+        original(self, trainer, record)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(hooks.FeatureCacheKeeper, "after_epoch", crash_after_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, synth_dir, tmp_path / "r", progress=False)
+    monkeypatch.setattr(hooks.FeatureCacheKeeper, "after_epoch", original)
+    cache = tmp_path / "r/cache/frozen-stages-0.pt"
+    saved = torch.load(cache, weights_only=True)
+    images = RunDir(tmp_path / "r").load_meta()["train_data"]["images"]
+    assert len(saved["keys"]) == 2 * images  # every training image, both mirrorings
+    with caplog.at_level("INFO", logger="mia.training.launch"):
+        train(None, synth_dir, tmp_path / "r", resume=True, progress=False)
+    assert f"feature cache: {len(saved['keys'])} entries" in caplog.text
+    assert not cache.exists()
+    want = load_checkpoint(tmp_path / "whole/checkpoints/last.pt")["model"]
+    got = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["model"]
+    assert same(want, got)
+
+
 def test_resume_trains_on_the_device_the_run_was_saved_with(trained_run, tmp_path,
                                                              monkeypatch):
     import shutil

@@ -8,6 +8,8 @@
     RUN/checkpoints/       last.pt (every epoch), best.pt (best validation, last step),
                            <step>.pt (end of each training step)
     RUN/eval/              results written by ``mia evaluate``
+    RUN/cache/             while training: the never-trained CNN stages' outputs, so that
+                           a resumed run need not compute them again (removed at the end)
 
 ``mia export`` turns a run into one file (:mod:`mia.artifacts.export`); everything that
 loads a model takes either.

@@ -126,6 +126,22 @@ class Checkpointer(Hook):
         self._save(trainer, self.run.checkpoints / f"{step_name}.pt")
 
 
+class FeatureCacheKeeper(Hook):
+    """Keeps the run-wide cache of the never-trained CNN stages on disk, so that a run
+    resumed in another session reads it instead of computing it again: written
+    (atomically) after an epoch in which it grew; the run removes it when it finishes."""
+
+    def __init__(self, cache, path, fingerprint: str):
+        self.cache, self.path, self.fingerprint = cache, path, fingerprint
+        self.saved = len(cache.entries)
+
+    def after_epoch(self, trainer, record):
+        if len(self.cache.entries) > self.saved:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.cache.save(self.path, self.fingerprint)
+            self.saved = len(self.cache.entries)
+
+
 def finite_or_raise(terms: dict[str, torch.Tensor], where: str) -> None:
     from mia.utils.errors import MiaError
 

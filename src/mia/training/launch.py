@@ -28,7 +28,14 @@ from mia.retrieval.scoring import granularity_scores
 from mia.text.vocab import Vocabulary
 from mia.training import distributed
 from mia.training.branch import Start, check_train_data, load_start
-from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Validator
+from mia.training.hooks import (
+    Checkpointer,
+    FeatureCacheKeeper,
+    JsonlLogger,
+    TensorBoardLogger,
+    Validator,
+)
+from mia.training.step import stages_fingerprint
 from mia.training.trainer import Trainer
 from mia.utils.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from mia.utils.errors import CheckpointError, MiaError
@@ -177,13 +184,38 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
             Checkpointer(run).save_last(trainer)
         log.info("starting %s at step %d from %s", run.path,
                  start.state["position"]["step"] + 1, source)
+    cache_file = _keep_feature_cache(trainer, run, cfg, identity, precision, dev, ctx,
+                                     resumed=state is not None)
     history = trainer.fit()
+    if cache_file is not None:  # finished: nothing will resume it
+        cache_file.unlink(missing_ok=True)
     summary = {"run": str(run.path), "epochs": len(history), "best": trainer.best,
                "last_val": next((h["val"] for h in reversed(history) if "val" in h), None),
                "seconds": round(sum(h["seconds"] for h in history), 1)}
     if ctx.is_main:
         atomic_write_json(run.path / "summary.json", summary)
     return summary
+
+
+def _keep_feature_cache(trainer: Trainer, run: RunDir, cfg: Config, identity: dict,
+                        precision: dict, dev, ctx, resumed: bool) -> Path | None:
+    """RUN/cache/: the run-wide cache of the never-trained CNN stages, read back when the
+    run resumes and kept up to date while it trains (one file per process)."""
+    cache = trainer.shared_cache
+    if cache is None:
+        return None
+    fingerprint = stages_fingerprint(
+        trainer.model, cache.depth, train_data=identity["sha256"], height=cfg.data.height,
+        width=cfg.data.width, precision=precision["resolved"], device=dev.type,
+        channels_last=cfg.train.channels_last, backbone=cfg.model.backbone)
+    path = run.path / "cache" / f"frozen-stages-{ctx.rank}.pt"
+    if resumed:
+        read = cache.load(path, fingerprint)
+        if read:
+            log.info("feature cache: %d entries of CNN stages 1-%d read from %s", read,
+                     cache.depth, path)
+    trainer.hooks.append(FeatureCacheKeeper(cache, path, fingerprint))
+    return path
 
 
 def train_data_identity(data_dir, format: str, records) -> dict:

@@ -3,12 +3,20 @@ wraps, so the model itself stays free of loss logic."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
 from mia.model.mia import MIA
 from mia.training.distributed import DistContext, gather_batch
 from mia.training.objectives import MatchingConfig, compute_losses, pair_weights
+from mia.utils.io import atomic_torch_save
+
+log = logging.getLogger(__name__)
 
 TEXT_KEYS = ("tokens", "lengths", "pieces", "piece_words")
 PHRASE_KEYS = ("phrase_starts", "phrase_lengths", "phrase_mask")
@@ -25,7 +33,10 @@ class FrozenFeatureCache:
 
     The stages that never train (model.frozen_stages) have one cache for the whole run
     (their output is the same in every step); a step that freezes more of the CNN (steps 1
-    and 3) adds one for the stages after them, fed from the first.
+    and 3) adds one for the stages after them, fed from the first. A cache that starts at
+    the image (``start`` 0) computes a missing image in both mirrorings at once (the
+    mirrored input is exactly the image flipped), so every later epoch finds both; the
+    run-wide one is kept on disk between sessions (:meth:`save`, :meth:`load`).
     """
 
     def __init__(self, depth: int, max_mb: float, start: int = 0,
@@ -35,6 +46,16 @@ class FrozenFeatureCache:
         self.entries: dict[tuple[int, bool], Tensor] = {}
         self.bytes = 0
 
+    def _used(self) -> float:
+        return self.bytes + sum(c.bytes for c in self.pool)
+
+    def _keep(self, key: tuple[int, bool], feat: Tensor, used: float) -> float:
+        if key not in self.entries and used + feat.nbytes <= self.max_bytes:
+            self.entries[key] = feat.clone()
+            self.bytes += feat.nbytes
+            used += feat.nbytes
+        return used
+
     @torch.no_grad()
     def features(self, model: MIA, images: Tensor, image_index: Tensor,
                  flips: Tensor) -> Tensor:
@@ -43,20 +64,68 @@ class FrozenFeatureCache:
         keys = list(zip(image_index.tolist(), flips.tolist()))
         missing = [b for b, k in enumerate(keys) if k not in self.entries]
         if missing:
-            fresh = model.image_encoder.backbone_stages(images[missing], self.start,
-                                                        self.depth)
-            used = self.bytes + sum(c.bytes for c in self.pool)
+            rows = images[missing]
+            mirrored = self.start == 0 and self._used() < self.max_bytes  # room is left
+            if mirrored:
+                rows = torch.cat([rows, rows.flip(-1)])
+            computed = model.image_encoder.backbone_stages(rows, self.start, self.depth)
+            fresh = computed[:len(missing)]
+            used = self._used()
             for b, feat in zip(missing, fresh):
-                if used + feat.nbytes <= self.max_bytes:
-                    used += feat.nbytes
-                    self.entries[keys[b]] = feat.clone()
-                    self.bytes += feat.nbytes
+                used = self._keep(keys[b], feat, used)
+            if mirrored:
+                for b, feat in zip(missing, computed[len(missing):]):
+                    used = self._keep((keys[b][0], not keys[b][1]), feat, used)
             if len(missing) == len(keys):
                 return fresh
             by_row = dict(zip(missing, fresh))
             return torch.stack([by_row[b] if b in by_row else self.entries[k]
                                 for b, k in enumerate(keys)])
         return torch.stack([self.entries[k] for k in keys])
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        """Write the entries (atomically) for a later session of the same run."""
+        keys = sorted(self.entries)
+        atomic_torch_save({"fingerprint": fingerprint, "depth": self.depth,
+                           "keys": torch.tensor(keys, dtype=torch.int64).reshape(-1, 2),
+                           "features": torch.stack([self.entries[k] for k in keys])
+                           if keys else torch.empty(0)}, path)
+
+    def load(self, path: Path, fingerprint: str) -> int:
+        """Read what :meth:`save` wrote, if it was made by the same frozen stages from the
+        same images (``fingerprint``); returns how many entries were read (0 when the file
+        is absent, stale or unreadable: a cache is only ever a saving of time)."""
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return 0
+        except Exception as exc:  # truncated or foreign: recompute
+            log.warning("%s: unreadable feature cache, recomputed (%s)", path,
+                        " ".join(str(exc).split())[:120])
+            return 0
+        if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint \
+                or saved.get("depth") != self.depth:
+            log.info("%s: made by other frozen stages or images, recomputed", path)
+            return 0
+        used = self._used()
+        for (index, flip), feat in zip(saved["keys"].tolist(), saved["features"]):
+            used = self._keep((index, bool(flip)), feat, used)
+        return len(self.entries)
+
+
+def stages_fingerprint(model: MIA, depth: int, **context) -> str:
+    """What the output of CNN stages 1..``depth`` depends on: their weights and buffers,
+    and ``context`` (the images' identity and size, the precision, the device)."""
+    from mia.model.backbones import stage_modules
+
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode())
+    encoder = model.image_encoder
+    for stage in stage_modules(encoder.backbone, encoder.backbone_name)[:depth]:
+        for name, tensor in stage.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+                          .tobytes())
+    return digest.hexdigest()
 
 
 def random_erasing(x: Tensor, p: float, area: tuple[float, float] = (0.02, 0.4),
