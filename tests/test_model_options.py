@@ -339,3 +339,6 @@ def test_the_mirrored_entries_are_the_mirrored_images_features_and_survive_a_ses
     assert "unreadable feature cache" in caplog.text
     small = FrozenFeatureCache(2, cache.bytes / 2 / 2**20)  # a smaller budget: what fits
     assert small.load(tmp_path / "c.pt", fingerprint) == 6
+    unmirrored = FrozenFeatureCache(2, 64, mirror=False)  # training that never mirrors
+    unmirrored.features(model, batch["images"], batch["image_index"], batch["flips"])
+    assert sorted(unmirrored.entries) == [(i, False) for i in range(6)]

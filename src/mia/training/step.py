@@ -40,9 +40,11 @@ class FrozenFeatureCache:
     """
 
     def __init__(self, depth: int, max_mb: float, start: int = 0,
-                 pool: tuple[FrozenFeatureCache, ...] = ()):
+                 pool: tuple[FrozenFeatureCache, ...] = (), mirror: bool = True):
+        """``mirror``: whether training mirrors images (data.flip), so that the other
+        mirroring of an image is worth computing along with it."""
         self.start, self.depth, self.max_bytes = start, depth, max_mb * 2**20
-        self.pool = pool
+        self.pool, self.mirror = pool, mirror and start == 0
         self.entries: dict[tuple[int, bool], Tensor] = {}
         self.bytes = 0
 
@@ -65,7 +67,7 @@ class FrozenFeatureCache:
         missing = [b for b, k in enumerate(keys) if k not in self.entries]
         if missing:
             rows = images[missing]
-            mirrored = self.start == 0 and self._used() < self.max_bytes  # room is left
+            mirrored = self.mirror and self._used() < self.max_bytes  # room is left
             if mirrored:
                 rows = torch.cat([rows, rows.flip(-1)])
             computed = model.image_encoder.backbone_stages(rows, self.start, self.depth)
