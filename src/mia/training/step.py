@@ -33,18 +33,18 @@ class FrozenFeatureCache:
 
     The stages that never train (model.frozen_stages) have one cache for the whole run
     (their output is the same in every step); a step that freezes more of the CNN (steps 1
-    and 3) adds one for the stages after them, fed from the first. A cache that starts at
-    the image (``start`` 0) computes a missing image in both mirrorings at once (the
-    mirrored input is exactly the image flipped), so every later epoch finds both; the
-    run-wide one is kept on disk between sessions (:meth:`save`, :meth:`load`).
+    and 3) adds one for the stages after them, fed from the first. The run-wide one is kept
+    on disk between sessions (:meth:`save`, :meth:`load`).
+
+    (Computing both mirrorings of an image at its first miss was tried and dropped: over
+    three epochs that computes stages 1-4 twice per image, against about 1.75 times when
+    each mirroring is computed as it is drawn; docs/EXPERIMENTS.md.)
     """
 
     def __init__(self, depth: int, max_mb: float, start: int = 0,
-                 pool: tuple[FrozenFeatureCache, ...] = (), mirror: bool = True):
-        """``mirror``: whether training mirrors images (data.flip), so that the other
-        mirroring of an image is worth computing along with it."""
+                 pool: tuple[FrozenFeatureCache, ...] = ()):
         self.start, self.depth, self.max_bytes = start, depth, max_mb * 2**20
-        self.pool, self.mirror = pool, mirror and start == 0
+        self.pool = pool
         self.entries: dict[tuple[int, bool], Tensor] = {}
         self.bytes = 0
 
@@ -66,18 +66,11 @@ class FrozenFeatureCache:
         keys = list(zip(image_index.tolist(), flips.tolist()))
         missing = [b for b, k in enumerate(keys) if k not in self.entries]
         if missing:
-            rows = images[missing]
-            mirrored = self.mirror and self._used() < self.max_bytes  # room is left
-            if mirrored:
-                rows = torch.cat([rows, rows.flip(-1)])
-            computed = model.image_encoder.backbone_stages(rows, self.start, self.depth)
-            fresh = computed[:len(missing)]
+            fresh = model.image_encoder.backbone_stages(images[missing], self.start,
+                                                        self.depth)
             used = self._used()
             for b, feat in zip(missing, fresh):
                 used = self._keep(keys[b], feat, used)
-            if mirrored:
-                for b, feat in zip(missing, computed[len(missing):]):
-                    used = self._keep((keys[b][0], not keys[b][1]), feat, used)
             if len(missing) == len(keys):
                 return fresh
             by_row = dict(zip(missing, fresh))

@@ -74,7 +74,7 @@ class Trainer:
         self.global_iteration = 0
         # the output of the stages that never train, computed once for the whole run
         frozen, budget = model.config.frozen_stages, config.train.feature_cache_mb
-        self.shared_cache = (FrozenFeatureCache(frozen, budget, mirror=config.data.flip)
+        self.shared_cache = (FrozenFeatureCache(frozen, budget)
                              if frozen and budget > 0 else None)
 
     @property
