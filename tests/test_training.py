@@ -60,24 +60,30 @@ def test_each_step_trains_exactly_its_groups(trained_run):
             assert changed == (group in step.train), (step_name, group, changed)
 
 
-def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(trained_run, synth_dir,
-                                                                   tmp_path, monkeypatch):
-    out, _ = trained_run
-    from mia.training import hooks
-
-    original = hooks.Checkpointer.after_epoch
+def train_until_killed(monkeypatch, hook, cfg, data, out) -> None:
+    """Train until ``hook`` has run after the second epoch (step 2's first), then kill
+    the run there, as a session's end would."""
+    original = hook.after_epoch
     calls = {"n": 0}
 
     def crash_after_second_epoch(self, trainer, record):
         original(self, trainer, record)
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt  # killed mid-run (step 2, after its first epoch)
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(hooks.Checkpointer, "after_epoch", crash_after_second_epoch)
+    monkeypatch.setattr(hook, "after_epoch", crash_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(), synth_dir, tmp_path / "r", progress=False)
-    monkeypatch.setattr(hooks.Checkpointer, "after_epoch", original)
+        train(cfg, data, out, progress=False)
+    monkeypatch.setattr(hook, "after_epoch", original)
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(trained_run, synth_dir,
+                                                                   tmp_path, monkeypatch):
+    out, _ = trained_run
+    from mia.training import hooks
+
+    train_until_killed(monkeypatch, hooks.Checkpointer, tiny(), synth_dir, tmp_path / "r")
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["position"] == {"step": 1,
                                                                                "epoch": 1}
     train(None, synth_dir, tmp_path / "r", resume=True, progress=False)
@@ -93,19 +99,7 @@ def test_a_resumed_run_reads_the_frozen_stages_cache_from_disk_and_ends_the_same
     cfg = tiny("model.frozen_stages=2", "train.feature_cache_mb=64")
     train(cfg, synth_dir, tmp_path / "whole", progress=False)
     assert not (tmp_path / "whole/cache/frozen-stages-0.pt").exists()  # finished: removed
-    original = hooks.FeatureCacheKeeper.after_epoch
-    calls = {"n": 0}
-
-    def crash_after_second_epoch(self, trainer, record):
-        original(self, trainer, record)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(hooks.FeatureCacheKeeper, "after_epoch", crash_after_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, synth_dir, tmp_path / "r", progress=False)
-    monkeypatch.setattr(hooks.FeatureCacheKeeper, "after_epoch", original)
+    train_until_killed(monkeypatch, hooks.FeatureCacheKeeper, cfg, synth_dir, tmp_path / "r")
     cache = tmp_path / "r/cache/frozen-stages-0.pt"
     saved = torch.load(cache, weights_only=True)
     images = RunDir(tmp_path / "r").load_meta()["train_data"]["images"]
