@@ -168,22 +168,21 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
     trainer = Trainer(cfg, model, pairs, sampler, hooks, num_classes=len(labels),
                       vocab_fingerprint=data.vocab.fingerprint, device=dev, progress=progress,
                       ctx=ctx, precision=precision["resolved"])
+    begin = state if state is not None else start.state if start is not None else None
+    if begin is not None:  # a resumed run, or a new one at the end of another run's step
+        origin = run.last if state is not None else start.record["checkpoint"]
+        check_compatible(begin, origin, cfg.model, data.vocab.fingerprint, len(data.vocab),
+                         len(labels))
+        trainer.restore(begin)
     if state is not None:
         _note_precision_change(run, precision)
-        check_compatible(state, run.last, cfg.model, data.vocab.fingerprint, len(data.vocab),
-                         len(labels))
-        trainer.restore(state)
         log.info("resuming %s at step %d, epoch %d", run.path, state["position"]["step"] + 1,
                  state["position"]["epoch"] + 1)
     elif start is not None:
-        source = start.record["checkpoint"]
-        check_compatible(start.state, source, cfg.model, data.vocab.fingerprint,
-                         len(data.vocab), len(labels))
-        trainer.restore(start.state)
         if ctx.is_main:  # the run is complete and resumable from its first moment
             Checkpointer(run).save_last(trainer)
         log.info("starting %s at step %d from %s", run.path,
-                 start.state["position"]["step"] + 1, source)
+                 start.state["position"]["step"] + 1, start.record["checkpoint"])
     cache_file = _keep_feature_cache(trainer, run, cfg, identity, precision, dev, ctx,
                                      resumed=state is not None)
     history = trainer.fit()
