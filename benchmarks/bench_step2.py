@@ -47,6 +47,7 @@ from mia.training.objectives import MatchingConfig, compute_losses, needs  # noq
 from mia.training.step import PHRASE_KEYS, TEXT_KEYS, TrainingStep  # noqa: E402
 from mia.training.trainer import set_trainable  # noqa: E402
 from mia.utils.device import bf16_native  # noqa: E402
+from mia.utils.memory import keep_freed_memory  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:
@@ -183,10 +184,12 @@ def measure(args) -> dict:
             "image": [cfg.data.height, cfg.data.width], "backbone": cfg.model.backbone,
             "frozen_stages": cfg.model.frozen_stages, "threads": torch.get_num_threads(),
             "ms": {k: round(1000 * v, 1) for k, v in times.items()},
-            "step2_over_cnn": round(times["step 2 iteration"] / times["cnn"], 2)}
+            "step2_over_cnn": round(times["step 2 iteration"] / times["cnn"], 2),
+            "allocator": "kept" if keep_freed_memory() else "system"}
 
 
 def main() -> None:
+    keep_freed_memory()  # as mia train does (mia.utils.memory; MIA_MALLOC=system: not)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="recipes/cuhk_small_cpu")

@@ -14,6 +14,7 @@ from mia.retrieval.encode import encode_captions, encode_gallery
 from mia.retrieval.scoring import granularity_scores
 from mia.utils.device import resolve_device
 from mia.utils.io import atomic_write_json
+from mia.utils.memory import keep_freed_memory
 
 
 def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
@@ -24,6 +25,7 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
                  distractors: str | None = None) -> dict:
     """Evaluate a trained run (or an exported file) on a split; the result is also saved
     under RUN/eval/ (an export: FILE.eval/)."""
+    keep_freed_memory()
     dev = resolve_device(device)
     trained = load_trained(run, checkpoint, dev)
     cfg = trained.config

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from mia.model.embeddings import ImageEmbeddings
 from mia.utils.errors import DatasetError, MiaError
 from mia.utils.io import atomic_open, atomic_write_json
+from mia.utils.memory import keep_freed_memory
 
 FORMAT = "mia-index-v4"  # v4: everything stage 2 needs of an image in one record
 # v3: segments (mia index add) and removals; v2: MLP outputs as scaled unit attention keys
@@ -397,6 +398,7 @@ def build_index(out: str | Path, retriever, images: list[str], person_ids: list,
     and write an index at ``out`` (resumable). With ``skip_bad``, unreadable images are
     left out and listed in the manifest (``skipped``); otherwise the first one is an error
     naming it."""
+    keep_freed_memory()
     out = Path(out)
     if out.exists() and not overwrite:
         raise MiaError(f"{out} already exists; use --overwrite to replace it")

@@ -40,6 +40,7 @@ from mia.training.trainer import Trainer
 from mia.utils.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from mia.utils.errors import CheckpointError, MiaError
 from mia.utils.io import atomic_write_json, atomic_write_text, sha256_json
+from mia.utils.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
     ``start_from``: a new run continues from another run's step checkpoint
     (:mod:`mia.training.branch`)."""
     run = RunDir(Path(out))
+    keep_freed_memory()
     if start_from is not None and (resume or config is None):
         raise MiaError("--start-from starts a new run: it needs --config and no --resume")
     if config is not None and not resume:
