@@ -6,10 +6,10 @@ freed, and it gives the top of its heap back when more than twice the threshold 
 A CNN pass allocates and frees tens of blocks of several megabytes per batch, so each one
 comes back from the kernel page by page, zeroed. Measured on a 2-core AMD EPYC
 (benchmarks/bench_allocator.py; docs/BENCHMARKS.md): the frozen EfficientNet-Lite0 forward
-of a batch of 32 at 256x96 took about 100,000 minor page faults and 29% of its CPU time in
-the kernel. Serving every block from the heap (``M_MMAP_MAX`` 0) and never trimming it
-(``M_TRIM_THRESHOLD`` at its maximum) removes them; the process then keeps its peak
-memory instead of returning it (about 10% more at the peak in that measurement).
+of a batch of 32 at 256x96 took 74,000 minor page faults and 20% of its CPU time in the
+kernel. Serving every block from the heap (``M_MMAP_MAX`` 0) and never trimming it
+(``M_TRIM_THRESHOLD`` at its maximum) removes them (1.35x faster there, the same peak
+memory); the process then keeps memory it freed instead of returning it to the system.
 
 :func:`keep_freed_memory` does that for the process that calls it (``mia train``, ``mia
 evaluate`` and the index builds do); ``MIA_MALLOC=system`` in the environment leaves the
