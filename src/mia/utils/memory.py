@@ -12,7 +12,7 @@ kernel. Serving every block from the heap (``M_MMAP_MAX`` 0) and never trimming 
 memory); the process then keeps memory it freed instead of returning it to the system.
 
 :func:`keep_freed_memory` does that for the process that calls it (``mia train``, ``mia
-evaluate`` and the index builds do); ``MIA_MALLOC=system`` in the environment leaves the
+evaluate`` and index builds and additions do); ``MIA_MALLOC=system`` in the environment leaves the
 allocator alone. Anything other than glibc (macOS, musl) is left alone too.
 """
 
