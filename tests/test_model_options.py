@@ -334,3 +334,27 @@ def test_the_run_wide_cache_survives_a_session_only_for_the_same_stages_and_imag
     assert "unreadable feature cache" in caplog.text
     small = FrozenFeatureCache(2, cache.bytes / 2 / 2**20)  # a smaller budget: what fits
     assert small.load(tmp_path / "c.pt", fingerprint) == 3
+
+
+def test_a_step_that_draws_each_image_once_keeps_no_cache_of_its_own():
+    from types import SimpleNamespace
+
+    from mia.config import StepConfig
+    from mia.training.trainer import Trainer
+
+    class Pairs:  # one caption per image, or two
+        def __init__(self, images: int, captions: int):
+            self.image_of = [i for i in range(images) for _ in range(captions)]
+
+        def __len__(self):
+            return len(self.image_of)
+
+    def own_mb(epochs: int, captions: int) -> float:
+        trainer = SimpleNamespace(pairs=Pairs(10, captions), config=SimpleNamespace(
+            train=SimpleNamespace(feature_cache_mb=500.0)))
+        step = StepConfig(epochs=epochs, lr=1e-3, train=["text"], losses={"id": 1.0})
+        return Trainer._own_cache_mb(trainer, step)
+
+    assert own_mb(1, 1) == 0.0  # each image drawn once: its entries would never be read
+    assert own_mb(2, 1) == 500.0
+    assert own_mb(1, 2) == 500.0  # two captions: the image comes back within the epoch

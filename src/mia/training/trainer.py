@@ -81,6 +81,15 @@ class Trainer:
     def is_last_step(self) -> bool:
         return self.position["step"] >= len(self.steps) - 1
 
+    def _own_cache_mb(self, step: StepConfig) -> float:
+        """Memory for the step's own cache (the stages it freezes after the run-wide ones).
+        It pays only where an image comes back within the step: a step that draws each image
+        about once (one epoch, one caption per image, as on cuhk-weak) would fill the budget
+        that the run-wide cache needs with entries hardly ever read (docs/EXPERIMENTS.md)."""
+        images = len(set(self.pairs.image_of))
+        draws = step.epochs * len(self.pairs) / max(images, 1)
+        return self.config.train.feature_cache_mb if draws >= 2 else 0.0
+
     def _make_optimizer(self, step: StepConfig) -> None:
         params = set_trainable(self.model, step.train)
         self.optimizer = torch.optim.Adam(self._param_groups(params, step.lr), lr=step.lr,
@@ -90,7 +99,7 @@ class Trainer:
                  else self.model.image_encoder.num_stages())
         self.step_module = TrainingStep(self.model, MatchingConfig.of(self.config.train), self.ctx,
                                         frozen_depth=depth,
-                                        cache_mb=self.config.train.feature_cache_mb,
+                                        cache_mb=self._own_cache_mb(step),
                                         erasing=self.config.train.erasing,
                                         label_smoothing=self.config.train.label_smoothing,
                                         weak_weight=self.config.train.weak_weight,
