@@ -88,7 +88,8 @@ class TrainConfig:
     sync_bn: bool = True  # SyncBatchNorm when training on several GPUs
     # Memory for the outputs of the CNN stages a step does not train (all of them in steps
     # that freeze the CNN, model.frozen_stages otherwise), computed once per image and
-    # mirroring and reused every epoch; 0 turns the cache off
+    # mirroring and reused every epoch (a step that draws each image fewer than twice keeps
+    # only the run-wide cache of model.frozen_stages); 0 turns the cache off
     feature_cache_mb: float = 0.0
     # Beyond the paper (0 there), against memorising a small training set:
     # random erasing of each training image with this probability (applied to the first
