@@ -21,11 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
-from mia.artifacts.run import load_trained  # noqa: E402
-from mia.data.pipeline import load_run_data  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
-from mia.evaluation.run_eval import encode_split  # noqa: E402
-from mia.retrieval.scoring import granularity_scores  # noqa: E402
+from mia.viz.analysis import Analysis  # noqa: E402
 
 WEIGHTS_G = (1.0, 0.75, 0.5, 0.25, 0.0)  # weight of sG against sR's 1
 WEIGHTS_L = (0.0, 0.5, 1.0)
@@ -43,11 +40,9 @@ def main() -> None:
     parser.add_argument("--split", default="val")
     args = parser.parse_args()
     print(machine_line())
-    trained = load_trained(args.run)
-    data = load_run_data(trained.config.data, args.data, vocab=trained.vocab,
-                         wordpieces=trained.config.model.wordpieces, progress=False)
-    inputs, img, txt = encode_split(trained, data, args.split)
-    scores = {k: v.float() for k, v in granularity_scores(img, txt).items()}
+    analysis = Analysis.from_run(args.run, args.data, args.split)
+    trained, inputs = analysis.trained, analysis.inputs
+    scores = {k: v.float() for k, v in analysis.scores.items()}
     q, g = inputs.query_pids, inputs.gallery_pids
 
     def r1(s: torch.Tensor) -> float:

@@ -19,12 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
-from mia.artifacts.run import load_trained  # noqa: E402
-from mia.data.pipeline import load_run_data  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
-from mia.evaluation.run_eval import encode_split  # noqa: E402
 from mia.model.similarity import fuse  # noqa: E402
-from mia.retrieval.scoring import granularity_scores  # noqa: E402
+from mia.viz.analysis import Analysis  # noqa: E402
 
 
 def main() -> None:
@@ -36,12 +33,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=20)
     args = parser.parse_args()
     print(machine_line())
-    trained = load_trained(args.run)
-    data = load_run_data(trained.config.data, args.data, vocab=trained.vocab,
-                         wordpieces=trained.config.model.wordpieces, progress=False)
-    inputs, img, txt = encode_split(trained, data, args.split)
-    scores = fuse(granularity_scores(img, txt), *(trained.config.eval.lambda1,
-                                                 trained.config.eval.lambda2))
+    analysis = Analysis.from_run(args.run, args.data, args.split)
+    trained, inputs = analysis.trained, analysis.inputs
+    scores = fuse(analysis.scores, trained.config.eval.lambda1, trained.config.eval.lambda2)
     q, g = inputs.query_pids, inputs.gallery_pids
     ids = torch.unique(g).numpy()
     rng = np.random.default_rng(0)
