@@ -40,7 +40,7 @@ def main() -> None:
     ids = torch.unique(g).numpy()
     rng = np.random.default_rng(0)
     print(f"{args.run} on {args.data} {args.split}: sF R@1 by gallery identities")
-    for n in [*args.sizes, len(ids)]:
+    for n in [*sorted({n for n in args.sizes if 0 < n < len(ids)}), len(ids)]:  # whole split last
         draws = args.draws if n < len(ids) else 1
         r1 = []
         for _ in range(draws):
