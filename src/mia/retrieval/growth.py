@@ -41,7 +41,6 @@ from mia.retrieval.index import (
 from mia.retrieval.vectordb import DEFAULT_INDEX, VectorDB, VectorDBError, resolve_uri
 from mia.utils.errors import MiaError
 from mia.utils.io import atomic_write_json
-from mia.utils.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,6 @@ def add_images(index_dir: str | Path, retriever, images: list[str], person_ids: 
                batch_size: int = 128, progress: bool = True, skip_bad: bool = False) -> dict:
     """Encode ``images`` (paths relative to the index's photo folder) and publish them.
     Images the index already has are skipped and reported."""
-    keep_freed_memory()
     index_dir = Path(index_dir)
     with writer_lock(index_dir):
         index = GalleryIndex.open(index_dir)
