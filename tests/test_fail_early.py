@@ -211,3 +211,20 @@ def test_nproc_relaunches_the_same_command_under_torchrun(monkeypatch):
                        "--nproc_per_node", "2"]
     assert cmd[6:] == ["-m", "mia", "-q", "train", "--config", "demo/mia", "--data", "D",
                        "--out", "O"]
+
+
+def test_a_weak_caption_without_words_is_named_or_dropped(dataset_factory):
+    from mia.data.pipeline import load_run_data
+    from tests.conftest import make_entries
+
+    entries = make_entries("cuhk-pedes", {"train": 3, "val": 2, "test": 2})
+    entries[1].update(weak=True, captions=["... !!"])  # not empty, but no word to encode
+    root = dataset_factory(entries=entries, name="wordless")
+    cfg = load_config("demo/mia", TINY)
+    with pytest.raises(DatasetError, match=r"reid_raw.json: entry 1 \(id \d+\): field "
+                                           r"'captions': a caption has no words "
+                                           r"\(use --skip-bad"):
+        load_run_data(cfg.data, root, progress=False)
+    loaded = load_run_data(cfg.data, root, skip_bad=True, progress=False)
+    assert loaded.dataset.skipped["caption without words"] == 1
+    assert len(loaded.dataset.records) == len(entries) - 1
