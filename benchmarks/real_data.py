@@ -41,16 +41,27 @@ ROWS = ("GC", "GC+RGA", "MIA")
 SHARED = {"GC": "step1", "GC+RGA": "step2"}  # the MIA checkpoint each row starts from
 
 
+def same_run(path: Path, config, data: str) -> None:
+    """Exit with one line if an existing run was trained with another config or data."""
+    saved = load_config(path / "config.yaml").to_dict()
+    meta = json.loads((path / "meta.json").read_text())
+    if saved != config.to_dict() or Path(meta["data"]).resolve() != Path(data).resolve():
+        sys.exit(f"error: {path} holds a run of {saved['name']} on {meta['data']}, not of "
+                 f"{config.name} on {data} with these overrides: use another --out")
+
+
 def trained(name: str, seed: int, args) -> Path:
     """The run directory of one row and seed, trained (or resumed) if it is not finished."""
     out = Path(args.out)
     path = out / f"{name.lower().replace('+', '_')}-seed{seed}"
+    config = load_config(FAMILIES[args.family][name], [f"train.seed={seed}", *args.set])
     if (path / "summary.json").is_file():
+        same_run(path, config, args.data)
         return path
     if (path / "checkpoints" / "last.pt").is_file():
+        same_run(path, config, args.data)
         train(None, args.data, path, progress=False, resume=True)
         return path
-    config = load_config(FAMILIES[args.family][name], [f"train.seed={seed}", *args.set])
     start = None
     if args.share and name in SHARED:
         start = trained("MIA", seed, args) / "checkpoints" / f"{SHARED[name]}.pt"
@@ -67,7 +78,8 @@ def run(name: str, seed: int, args) -> tuple[dict, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a dataset with train and val splits")
-    parser.add_argument("--out", default="runs/real")
+    parser.add_argument("--out", help="where the runs go (default: runs/real for the small "
+                        "family, runs/weak for the weak one)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--family", choices=FAMILIES, default="small",
@@ -80,6 +92,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of every recipe (a variant; use another --out)")
     args = parser.parse_args()
+    args.out = args.out or {"small": "runs/real", "weak": "runs/weak"}[args.family]
     print(machine_line())
     print(f"data {args.data}, trained on train, evaluated on {args.split}; overrides: "
           f"{' '.join(args.set) or 'none'}")
