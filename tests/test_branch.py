@@ -73,6 +73,24 @@ def test_settings_that_change_no_result_and_later_steps_may_differ(trained_run, 
     assert summary["epochs"] == 1 + 2 + 2
 
 
+def test_matching_settings_may_differ_after_a_step_of_identity_loss_alone(
+        trained_run, synth_dir, tmp_path):
+    """Step 1 trains L_I + L_T only, so a run with other negatives or small-loss selection
+    may start from its step1.pt, and ends as that run trained from scratch; a step-2
+    checkpoint, trained with the matching losses, refuses them."""
+    out, _ = trained_run
+    change = ("train.negatives=identity", "train.drop_hardest=0.25")
+    train(tiny(*change), synth_dir, tmp_path / "started", progress=False,
+          start_from=out / "checkpoints/step1.pt")
+    train(tiny(*change), synth_dir, tmp_path / "scratch", progress=False)
+    got = load_checkpoint(tmp_path / "started/checkpoints/last.pt")["model"]
+    assert same(load_checkpoint(tmp_path / "scratch/checkpoints/last.pt")["model"], got)
+    assert not same(load_checkpoint(out / "checkpoints/last.pt")["model"], got)
+    with pytest.raises(MiaError, match="train.drop_hardest is 0.25 here and 0.0"):
+        train(tiny(*change), synth_dir, tmp_path / "x", progress=False,
+              start_from=out / "checkpoints/step2.pt")
+
+
 def test_a_mid_step_checkpoint_or_other_data_is_refused(trained_run, synth_dir,
                                                         dataset_factory, tmp_path, capsys):
     out, _ = trained_run

@@ -9,8 +9,9 @@ What it is worth is what ``--resume`` is worth: the new run is the run the sourc
 have been with the new config, continued from the source's ``RUN/checkpoints/<step>.pt``.
 That holds only where everything the earlier steps computed from is the same, so the
 model, data and training settings and every step before the start must equal the
-source's, and the training split must be the one the source trained on (by content hash);
-the first difference is named in one line. The evaluation settings and the later steps
+source's (but for the settings of the matching losses, where every shared step trains the
+identity loss alone), and the training split must be the one the source trained on (by
+content hash); the first difference is named in one line. The evaluation settings and the later steps
 may differ. The new run records where it started in RUN/meta.json ("started_from").
 """
 
@@ -28,6 +29,12 @@ from mia.utils.io import sha256_file
 # settings that change how fast a run goes or what it reports, not what it computes
 RUNTIME_ONLY = {"train.device", "train.validate", "train.feature_cache_mb",
                 "data.cache_images", "data.workers", "data.text_workers"}
+# settings that shape only the matching losses (training/objectives.py: compute_losses): a
+# step that trains the identity loss alone (the paper's step 1) computes the same without
+# them, so a run may start after such steps with other values (screening them from one
+# step1.pt)
+MATCHING_ONLY = {"train.matching_loss", "train.margin", "train.negatives",
+                 "train.matching_temperature", "train.drop_hardest"}
 
 
 @dataclass
@@ -66,10 +73,13 @@ def first_difference(source: Config, config: Config, steps_done: int) -> str | N
     """The first setting in which ``config``'s first ``steps_done`` steps would not train as
     ``source``'s did, or None."""
     ours, theirs = config.to_dict(), source.to_dict()
+    ignored = set(RUNTIME_ONLY)
+    if all(set(step["losses"]) <= {"id"} for step in list(theirs["steps"].values())[:steps_done]):
+        ignored |= MATCHING_ONLY
     for section in ("model", "data", "train"):
         for key in sorted(set(ours[section]) | set(theirs[section])):
             name = f"{section}.{key}"
-            if name not in RUNTIME_ONLY and ours[section].get(key) != theirs[section].get(key):
+            if name not in ignored and ours[section].get(key) != theirs[section].get(key):
                 return (f"{name} is {ours[section].get(key)!r} here and "
                         f"{theirs[section].get(key)!r} in the source run")
     mine, source_steps = list(ours["steps"].items()), list(theirs["steps"].items())
