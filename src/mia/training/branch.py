@@ -11,8 +11,8 @@ That holds only where everything the earlier steps computed from is the same, so
 model, data and training settings and every step before the start must equal the
 source's (but for the settings of the matching losses, where every shared step trains the
 identity loss alone), and the training split must be the one the source trained on (by
-content hash); the first difference is named in one line. The evaluation settings and the later steps
-may differ. The new run records where it started in RUN/meta.json ("started_from").
+content hash); the first difference is named in one line. The evaluation settings and the
+later steps may differ. The new run records where it started in RUN/meta.json ("started_from").
 """
 
 from __future__ import annotations
