@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
+from mia.artifacts.run import RunDir  # noqa: E402
 from mia.config import load_config  # noqa: E402
 from mia.evaluation.run_eval import evaluate_run  # noqa: E402
 from mia.training.launch import train  # noqa: E402
@@ -43,8 +44,8 @@ SHARED = {"GC": "step1", "GC+RGA": "step2"}  # the MIA checkpoint each row start
 
 def same_run(path: Path, config, data: str) -> None:
     """Exit with one line if an existing run was trained with another config or data."""
-    saved = load_config(path / "config.yaml").to_dict()
-    meta = json.loads((path / "meta.json").read_text())
+    run = RunDir(path)
+    saved, meta = run.load_config().to_dict(), run.load_meta()
     if saved != config.to_dict() or Path(meta["data"]).resolve() != Path(data).resolve():
         sys.exit(f"error: {path} holds a run of {saved['name']} on {meta['data']}, not of "
                  f"{config.name} on {data} with these overrides: use another --out")

@@ -12,7 +12,8 @@ model, data and training settings and every step before the start must equal the
 source's (but for the settings of the matching losses, where every shared step trains the
 identity loss alone), and the training split must be the one the source trained on (by
 content hash); the first difference is named in one line. The evaluation settings and the
-later steps may differ. The new run records where it started in RUN/meta.json ("started_from").
+later steps may differ. The new run records where it started in RUN/meta.json
+("started_from").
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from mia.artifacts.checkpoint import load_checkpoint
 from mia.artifacts.run import RunDir
 from mia.config import Config
+from mia.training.objectives import MATCHING
 from mia.utils.errors import CheckpointError, MiaError
 from mia.utils.io import sha256_file
 
@@ -30,8 +32,8 @@ from mia.utils.io import sha256_file
 RUNTIME_ONLY = {"train.device", "train.validate", "train.feature_cache_mb",
                 "data.cache_images", "data.workers", "data.text_workers"}
 # settings that shape only the matching losses (training/objectives.py: compute_losses): a
-# step that trains the identity loss alone (the paper's step 1) computes the same without
-# them, so a run may start after such steps with other values (screening them from one
+# step without any of them (the paper's step 1: identity loss alone) computes the same
+# whatever their values, so a run may start after such steps with other values (screening them from one
 # step1.pt)
 MATCHING_ONLY = {"train.matching_loss", "train.margin", "train.negatives",
                  "train.matching_temperature", "train.drop_hardest"}
@@ -74,7 +76,8 @@ def first_difference(source: Config, config: Config, steps_done: int) -> str | N
     ``source``'s did, or None."""
     ours, theirs = config.to_dict(), source.to_dict()
     ignored = set(RUNTIME_ONLY)
-    if all(set(step["losses"]) <= {"id"} for step in list(theirs["steps"].values())[:steps_done]):
+    shared = list(theirs["steps"].values())[:steps_done]
+    if not any(loss in MATCHING for step in shared for loss in step["losses"]):
         ignored |= MATCHING_ONLY
     for section in ("model", "data", "train"):
         for key in sorted(set(ours[section]) | set(theirs[section])):
