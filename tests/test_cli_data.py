@@ -50,6 +50,13 @@ def test_data_synth_then_check(tmp_path, capsys):
     assert main(["data", "check", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["splits"]["test"]["ids"] >= 1
     assert main(["data", "synth", "--out", str(out), "--ids", "1"]) == 2
+    capsys.readouterr()
+    real = tmp_path / "real"  # a user's own dataset: never written over
+    real.mkdir()
+    (real / "reid_raw.json").write_text("[]")
+    assert main(["data", "synth", "--out", str(real), "--ids", "6"]) == 2
+    assert "did not make" in capsys.readouterr().err
+    assert (real / "reid_raw.json").read_text() == "[]" and not (real / "imgs").exists()
 
 
 def _subcommands(parser, prefix=()):

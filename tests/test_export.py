@@ -139,6 +139,14 @@ def test_export_cli_picks_the_checkpoint_and_never_writes_over_it(trained_run, t
                  "--checkpoint", "last"]) == 2
     assert "would overwrite" in capsys.readouterr().err
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    step1 = (run / "checkpoints" / "step1.pt").read_bytes()  # another of the run's files
+    assert main(["export", str(run), "--out", str(run / "checkpoints" / "step1.pt"),
+                 "--checkpoint", "last"]) == 2
+    assert "is not an export" in capsys.readouterr().err
+    assert (run / "checkpoints" / "step1.pt").read_bytes() == step1
+    assert main(["export", str(run), "--out", str(out), "--checkpoint",
+                 str(run / "checkpoints" / "step1.pt")]) == 0  # over an export: replaced
+    assert torch.load(out, weights_only=True)["meta"]["source_checkpoint"] == "step1.pt"
 
 
 def test_create_model_and_list_configs():

@@ -64,6 +64,7 @@ def test_interrupted_build_resumes_and_half_index_never_loads(trained_run, synth
         GalleryIndex.open(out)
     shards = sorted(p.name for p in (tmp_path / "idx.partial").glob("shard-*.npz"))
     assert shards == ["shard-000000.npz"]
+    (tmp_path / "idx.partial/.shard-000001.npz.x1y2.tmp").write_bytes(b"killed mid-write")
     monkeypatch.setattr(index_module.np, "savez", real)
     encoded = []
     original = retriever.encode_pixels
@@ -76,7 +77,43 @@ def test_interrupted_build_resumes_and_half_index_never_loads(trained_run, synth
     index = index_module.build_index(out, retriever, images, [None] * len(images),
                                      ds.image_root, **args)
     assert sum(encoded) == len(images) - 8  # the finished shard was not encoded again
-    assert len(index) == len(images)
+    assert len(index) == len(images) and not list(out.glob(".*.tmp"))
+
+
+def test_overwrite_replaces_an_index_only_and_an_interrupted_swap_is_undone(
+        index_dir, trained_run, synth_dir, tmp_path, caplog):
+    import shutil
+
+    from mia.data.reader import open_dataset
+    from mia.retrieval import index as index_module
+    from mia.utils.errors import MiaError
+
+    retriever = mia.load(trained_run[0])
+    ds = open_dataset(synth_dir)
+    images = [r.file_path for r in ds.split("test")][:4]
+
+    def build(out, root=ds.image_root):
+        return index_module.build_index(out, retriever, images, [None] * len(images), root,
+                                        source={}, progress=False, overwrite=True)
+
+    folder = tmp_path / "notes"  # not an index: --overwrite must not delete it
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    with pytest.raises(MiaError, match="not a gallery index .*nothing was deleted"):
+        build(folder)
+    assert (folder / "keep.txt").read_text() == "mine"
+    inside = tmp_path / "photos"  # an index whose images lie inside it
+    shutil.copytree(index_dir, inside)
+    shutil.copytree(ds.image_root, inside / "imgs")
+    with pytest.raises(MiaError, match="inside --out"):
+        build(inside, inside / "imgs")
+    assert (inside / "imgs").is_dir()
+    # stopped between moving the old index aside and moving the new one in
+    out = tmp_path / "idx"
+    shutil.copytree(index_dir, out.with_name("idx.old"))
+    with caplog.at_level("WARNING", logger="mia.retrieval.index"):
+        assert len(build(out)) == 4
+    assert "restored from" in caplog.text and not out.with_name("idx.old").exists()
 
 
 def test_corrupt_or_foreign_index_is_a_clear_error(index_dir, trained_run, tmp_path):

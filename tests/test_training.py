@@ -86,10 +86,63 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(trained_run, 
     train_until_killed(monkeypatch, hooks.Checkpointer, tiny(), synth_dir, tmp_path / "r")
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["position"] == {"step": 1,
                                                                                "epoch": 1}
+    with open(tmp_path / "r/log.jsonl", "a") as log:  # a process stopped mid-epoch wrote
+        log.write(json.dumps({"type": "iteration", "global_iteration": 10 ** 6}) + "\n")
+        log.write('{"type": "iter')  # and was killed in the middle of a line
     train(None, synth_dir, tmp_path / "r", resume=True, progress=False)
     want = load_checkpoint(out / "checkpoints/last.pt")["model"]
     got = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["model"]
     assert same(want, got)
+
+    def logged(run):  # the records, without their times
+        records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        return [(r["type"], r.get("global_iteration"), r.get("global_epoch"))
+                for r in records]
+
+    assert logged(tmp_path / "r") == logged(out)  # each record once, none stale
+
+
+def test_a_resumed_run_erases_what_an_uninterrupted_one_does(trained_run, synth_dir,
+                                                             tmp_path, monkeypatch):
+    """Random erasing draws from torch's generator, which a checkpoint does not hold: it is
+    keyed by the epoch, so a resumed run ends with the same weights."""
+    from mia.training import hooks
+
+    cfg = tiny("train.erasing=0.5")
+    train(cfg, synth_dir, tmp_path / "whole", progress=False)
+    train_until_killed(monkeypatch, hooks.Checkpointer, cfg, synth_dir, tmp_path / "r")
+    torch.manual_seed(12345)  # whatever the new process's generator holds
+    train(None, synth_dir, tmp_path / "r", resume=True, progress=False)
+    want = load_checkpoint(tmp_path / "whole/checkpoints/last.pt")["model"]
+    got = load_checkpoint(tmp_path / "r/checkpoints/last.pt")["model"]
+    assert same(want, got)
+    plain = load_checkpoint(trained_run[0] / "checkpoints/last.pt")["model"]
+    assert not same(want, plain)  # erasing did change what was trained
+
+
+def test_a_checkpoint_keeps_the_fp16_loss_scale(trained_run, tmp_path):
+    """fp16 training (CUDA) scales its loss; a resumed run continues with the scale it had,
+    not GradScaler's initial 2**16. (Built on CPU, where GradScaler works as well.)"""
+    from mia.training.hooks import Checkpointer
+    from mia.training.trainer import Trainer
+
+    trained = load_trained(trained_run[0])
+    cpu = torch.device("cpu")
+
+    def trainer():
+        return Trainer(trained.config, trained.model, None, None, [], num_classes=3,
+                       vocab_fingerprint="f", device=cpu, precision="fp16")
+
+    before = trainer()
+    before.scaler.scale(torch.ones(()))  # as an iteration does before update()
+    before.scaler.update(new_scale=128.0)
+    run = RunDir(tmp_path / "run")
+    run.last.parent.mkdir(parents=True)
+    Checkpointer(run)._save(before, run.last)
+    after = trainer()
+    assert after.scaler.get_scale() == 2.0 ** 16
+    after.restore(load_checkpoint(run.last))
+    assert after.scaler.get_scale() == 128.0
 
 
 def test_a_resumed_run_reads_the_frozen_stages_cache_from_disk_and_ends_the_same(
@@ -151,6 +204,36 @@ def test_existing_run_is_never_overwritten(trained_run, synth_dir):
     with pytest.raises(MiaError, match="differs from the given config"):
         train(tiny("train.seed=5"), synth_dir, out, resume=True, progress=False)
     assert (out / "checkpoints/last.pt").read_bytes() == before
+
+
+def test_a_run_without_last_pt_still_keeps_its_other_checkpoints(trained_run, synth_dir,
+                                                                  tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0], run)
+    (run / "checkpoints/last.pt").unlink()
+    config = (run / "config.yaml").read_bytes()
+    with pytest.raises(MiaError, match=r"already holds a trained run \(.*\.pt\); choose"):
+        train(tiny("train.seed=5"), synth_dir, run, progress=False)
+    assert (run / "config.yaml").read_bytes() == config
+
+
+def test_resume_refuses_other_training_data(trained_run, synth_dir, tmp_path):
+    """--resume --data OTHER with as many people would train on OTHER with the saved
+    vocabulary, unnoticed: it names the run's data instead."""
+    import shutil
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    shutil.copytree(trained_run[0], run)
+    shutil.copytree(synth_dir, other)
+    entries = json.loads((other / "reid_raw.json").read_text())
+    first = next(e for e in entries if e["split"] == "train")
+    first["captions"][0] = "a man in a red coat and black trousers"
+    (other / "reid_raw.json").write_text(json.dumps(entries))
+    with pytest.raises(MiaError, match=r"--resume: the training split .* is not the one"):
+        train(None, other, run, resume=True, progress=False)
+    train(None, synth_dir, run, resume=True, progress=False)  # its own data: accepted
 
 
 def test_resume_with_missing_or_corrupt_checkpoint(synth_dir, tmp_path):

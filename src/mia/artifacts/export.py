@@ -72,6 +72,13 @@ def is_export(state: dict) -> bool:
     return state.get("format") == EXPORT_FORMAT
 
 
+def _holds_export(path: Path) -> bool:
+    try:
+        return path.is_file() and is_export(read_model_file(path))
+    except CheckpointError:  # unreadable, or not a model file at all
+        return False
+
+
 def export_run(run: str | Path, out: str | Path, checkpoint: str | Path = "best") -> dict:
     """Write ``run``'s model to the single file ``out`` (atomically); returns what was
     written. ``checkpoint``: "best" (best.pt, else last.pt, as evaluation picks), "last",
@@ -88,6 +95,9 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | Path = "best"
     out = Path(out)
     if out.resolve() == path.resolve():
         raise CheckpointError(f"--out {out}: would overwrite the checkpoint it exports")
+    if out.exists() and not _holds_export(out):
+        raise CheckpointError(f"--out {out}: exists and is not an export (a checkpoint?); "
+                              "an export replaces only an export: choose another --out")
     state = load_checkpoint(path)
     trained = load_trained(rundir.path, path, state=state)
     weights = {k: v for k, v in trained.model.state_dict().items()

@@ -25,6 +25,7 @@ into place by one directory rename, so a half-built index never loads.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -41,7 +42,7 @@ from tqdm import tqdm
 
 from mia.model.embeddings import ImageEmbeddings
 from mia.utils.errors import DatasetError, MiaError
-from mia.utils.io import atomic_open, atomic_write_json
+from mia.utils.io import atomic_open, atomic_write_json, remove_stale_temporaries
 from mia.utils.memory import keep_freed_memory
 
 FORMAT = "mia-index-v4"  # v4: everything stage 2 needs of an image in one record
@@ -51,6 +52,8 @@ ARRAYS = ("global", "parts", "rga_keys", "bfm_keys")
 RECORD = "features"  # features.npy: ARRAYS stacked in this order along axis 1
 FIELDS = dict(zip(ARRAYS, ("global_", "parts", "rga_keys", "bfm_keys")))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+log = logging.getLogger(__name__)
 
 
 class IndexFileError(MiaError):
@@ -400,8 +403,15 @@ def build_index(out: str | Path, retriever, images: list[str], person_ids: list,
     naming it."""
     keep_freed_memory()
     out = Path(out)
+    _recover_swap(out)
     if out.exists() and not overwrite:
         raise MiaError(f"{out} already exists; use --overwrite to replace it")
+    if out.exists() and not (out / "manifest.json").is_file():
+        raise MiaError(f"{out} is not a gallery index (no manifest.json): --overwrite "
+                       "replaces an index only; choose another --out (nothing was deleted)")
+    if out.exists() and Path(image_root).resolve().is_relative_to(out.resolve()):
+        raise MiaError(f"--image-root {image_root} is inside --out {out}: --overwrite would "
+                       "delete the images; choose another --out")
     work = out.with_name(out.name + ".partial")
     fingerprint = model_fingerprint(retriever.trained)
     plan = {"images": images, "model": fingerprint, "dtype": dtype, "shard_size": shard_size,
@@ -448,10 +458,20 @@ def _write_shard(shard: Path, retriever, images: list[str], start: int, size: in
                     for name, parts in arrays.items()})
 
 
+def _recover_swap(out: Path) -> None:
+    """A build stopped between moving the old index aside and moving the new one in left
+    ``OUT.old`` and no ``OUT``: put the old index back (the new one is built again)."""
+    old = out.with_name(out.name + ".old")
+    if old.is_dir() and not out.exists():
+        os.replace(old, out)
+        log.warning("%s: restored from %s (an earlier --overwrite build was stopped)", out, old)
+
+
 def _start_or_resume(work: Path, plan: dict) -> None:
     plan_file = work / "plan.json"
     if plan_file.is_file():
         if json.loads(plan_file.read_text(encoding="utf-8")) == plan:
+            remove_stale_temporaries(work / "*")  # of a shard being written when stopped
             return  # resume: finished shards are kept
         shutil.rmtree(work)  # another gallery or model: start over
     work.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mia.artifacts.checkpoint import save_checkpoint
+from mia.utils.io import atomic_write_text, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from mia.training.trainer import Trainer
@@ -36,6 +37,31 @@ class JsonlLogger(Hook):
 
     def __init__(self, path, every: int = 10):
         self.path, self.every = path, every
+
+    def keep_until(self, iterations: int, epochs: int) -> None:
+        """Start from the checkpoint the run continues from: drop what a stopped process
+        logged after it (a resumed run logs those iterations again; a new run in the same
+        directory, all of it) and a line torn by the stop."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            if (record.get("type") == "iteration"
+                    and record.get("global_iteration", 0) > iterations) or (
+                    record.get("type") == "epoch" and record.get("global_epoch", 0) > epochs):
+                continue
+            kept.append(line)
+        if len(kept) < len(lines):
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+            log.info("%s: dropped %d records logged after the checkpoint", self.path,
+                     len(lines) - len(kept))
 
     def _write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
@@ -100,12 +126,15 @@ class Checkpointer(Hook):
 
     def __init__(self, run):
         self.run = run
+        if remove_stale_temporaries(run.checkpoints / "*"):  # a process killed mid-write
+            log.info("%s: removed the temporary files of interrupted writes", run.checkpoints)
 
     def _save(self, trainer, path):
         save_checkpoint(path, trainer.model, vocab_fingerprint=trainer.vocab_fingerprint,
                         num_classes=trainer.num_classes, position=trainer.position,
                         optimizer=trainer.optimizer, scheduler=trainer.scheduler,
-                        extra={"best": trainer.best, "history": trainer.history})
+                        extra={"best": trainer.best, "history": trainer.history,
+                               "scaler": trainer.scaler.state_dict()})
 
     def after_epoch(self, trainer, record):
         sel = trainer.config.eval.select
@@ -134,12 +163,22 @@ class FeatureCacheKeeper(Hook):
     def __init__(self, cache, path, fingerprint: str):
         self.cache, self.path, self.fingerprint = cache, path, fingerprint
         self.saved = len(cache.entries)
+        self.failed = False
+        if remove_stale_temporaries(path):  # a process killed while it wrote the cache
+            log.info("%s: removed the temporary file of an interrupted write", path.parent)
 
     def after_epoch(self, trainer, record):
-        if len(self.cache.entries) > self.saved:
+        if self.failed or len(self.cache.entries) <= self.saved:
+            return
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.cache.save(self.path, self.fingerprint)
-            self.saved = len(self.cache.entries)
+        except OSError as exc:  # the cache only saves time: training goes on without it
+            self.failed = True
+            log.warning("%s: could not be saved (%s); training goes on, and a resumed run "
+                        "computes the frozen stages again", self.path, exc)
+            return
+        self.saved = len(self.cache.entries)
 
 
 def finite_or_raise(terms: dict[str, torch.Tensor], where: str) -> None:

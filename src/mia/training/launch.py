@@ -58,10 +58,13 @@ def prepare_run(run: RunDir, config: Config | None, resume: bool, write: bool = 
     if config is None:
         raise MiaError("--config is required for a new run")
     if write:
-        if run.last.is_file():
-            raise MiaError(f"{run.path} already holds a trained run ({run.last}); use "
-                           "--resume to continue it or choose another --out (nothing was "
-                           "overwritten)")
+        kept = sorted(run.checkpoints.glob("*.pt")) if run.checkpoints.is_dir() else []
+        if kept:  # last.pt, or the best/step checkpoints of a run whose last.pt is gone
+            resumable = run.last.is_file()
+            raise MiaError(f"{run.path} already holds a trained run "
+                           f"({run.last if resumable else kept[0]}); "
+                           f"{'use --resume to continue it or ' if resumable else ''}choose "
+                           "another --out (nothing was overwritten)")
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.config, dump_yaml(config))
     return config
@@ -141,6 +144,8 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
     identity = train_data_identity(data_dir, data.dataset.format, train_records)
     if start is not None:
         check_train_data(start, identity)
+    if state is not None:
+        check_resumed_data(run, identity)
     if state is None and ctx.is_main:
         data.vocab.save(run.vocab)
         atomic_write_json(run.meta, {
@@ -165,8 +170,9 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
         hooks.append(Validator(_validation_fn(cfg, data, dev, ctx, precision["resolved"])))
     elif cfg.train.validate:
         log.warning("no 'val' split: no validation; evaluate uses the last checkpoint")
+    logger = JsonlLogger(run.log)
     if ctx.is_main:
-        hooks += [JsonlLogger(run.log), TensorBoardLogger(run.path / "tb"), Checkpointer(run)]
+        hooks += [logger, TensorBoardLogger(run.path / "tb"), Checkpointer(run)]
     trainer = Trainer(cfg, model, pairs, sampler, hooks, num_classes=len(labels),
                       vocab_fingerprint=data.vocab.fingerprint, device=dev, progress=progress,
                       ctx=ctx, precision=precision["resolved"])
@@ -176,6 +182,8 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
         check_compatible(begin, origin, cfg.model, data.vocab.fingerprint, len(data.vocab),
                          len(labels))
         trainer.restore(begin)
+    if ctx.is_main:
+        logger.keep_until(trainer.global_iteration, len(trainer.history))
     if state is not None:
         _note_precision_change(run, precision)
         log.info("resuming %s at step %d, epoch %d", run.path, state["position"]["step"] + 1,
@@ -217,6 +225,16 @@ def _keep_feature_cache(trainer: Trainer, run: RunDir, cfg: Config, identity: di
                      cache.depth, path)
     trainer.hooks.append(FeatureCacheKeeper(cache, path, fingerprint))
     return path
+
+
+def check_resumed_data(run: RunDir, identity: dict) -> None:
+    """A resumed run trains on the data it started on (the content hash in meta.json)."""
+    saved = run.load_meta().get("train_data") or {}
+    if saved.get("sha256") not in (None, identity["sha256"]):
+        raise MiaError(f"--resume: the training split of this data ({identity['images']} "
+                       f"images, {identity['people']} people) is not the one {run.path} "
+                       f"started on ({saved.get('images')} images, {saved.get('people')} "
+                       f"people; {run.meta}): give --data the run's data")
 
 
 def train_data_identity(data_dir, format: str, records) -> dict:

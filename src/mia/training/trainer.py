@@ -130,6 +130,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.best, self.history = state.get("best"), list(state.get("history", []))
         self.position = dict(state["position"])
+        if state.get("scaler") and self.scaler.is_enabled():  # fp16: the same loss scale
+            self.scaler.load_state_dict(state["scaler"])
         self.global_iteration = sum(h.get("iterations", 0) for h in self.history)
         s = self.position["step"]
         if s < len(self.steps) and self.position["epoch"] > 0:  # mid-step: same optimizer
@@ -159,6 +161,10 @@ class Trainer:
     def _epoch(self, s: int, name: str, step: StepConfig) -> None:
         epoch = self.position["epoch"]
         set_trainable(self.model, step.train)  # restore train/eval modes after validation
+        # torch's own generator (random erasing, the loader's worker seeds) is keyed by the
+        # epoch too, as the sampler and flips are, so a resumed run draws what an
+        # uninterrupted one does
+        torch.manual_seed(hash((self.config.train.seed, s, epoch, self.ctx.rank)) & 0xFFFFFFFF)
         self.sampler.set_epoch(s, epoch)
         self.pairs.set_epoch(s, epoch)
         loader = DataLoader(self.pairs, batch_sampler=self.sampler, collate_fn=collate_pairs,

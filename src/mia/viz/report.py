@@ -44,8 +44,13 @@ def _history(run: Path) -> list[dict]:
     log_file = run / "log.jsonl"
     if not log_file.is_file():
         return []
-    records = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get("type") == "epoch"]
+    records = []
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line torn by a stopped run: the epochs are still read
+            continue
+    return [r for r in records if isinstance(r, dict) and r.get("type") == "epoch"]
 
 
 def sibling_results(run: Path, split: str) -> list[tuple[str, dict]]:

@@ -51,6 +51,9 @@ def generate_dataset(out_dir: str | Path, n_ids: int, seed: int, height: int = 3
                        split_fractions, workers)
     start = time.perf_counter()
     out = Path(out_dir)
+    if (out / "reid_raw.json").is_file() and not (out / "synth_meta.json").is_file():
+        raise ValueError(f"{out}: holds a dataset this generator did not make (reid_raw.json, "
+                         "no synth_meta.json); choose another --out (nothing was overwritten)")
     for source in SOURCES:
         (out / "imgs" / source).mkdir(parents=True, exist_ok=True)
     identities = build_identities(params["n_ids"], params["seed"],
