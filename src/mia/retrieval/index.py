@@ -404,14 +404,16 @@ def build_index(out: str | Path, retriever, images: list[str], person_ids: list,
     keep_freed_memory()
     out = Path(out)
     _recover_swap(out)
-    if out.exists() and not overwrite:
-        raise MiaError(f"{out} already exists; use --overwrite to replace it")
-    if out.exists() and not (out / "manifest.json").is_file():
-        raise MiaError(f"{out} is not a gallery index (no manifest.json): --overwrite "
-                       "replaces an index only; choose another --out (nothing was deleted)")
-    if out.exists() and Path(image_root).resolve().is_relative_to(out.resolve()):
-        raise MiaError(f"--image-root {image_root} is inside --out {out}: --overwrite would "
-                       "delete the images; choose another --out")
+    if out.exists():
+        if not overwrite:
+            raise MiaError(f"{out} already exists; use --overwrite to replace it")
+        if not (out / "manifest.json").is_file():
+            raise MiaError(f"{out} is not a gallery index (no manifest.json): --overwrite "
+                           "replaces an index only; choose another --out (nothing was "
+                           "deleted)")
+        if Path(image_root).resolve().is_relative_to(out.resolve()):
+            raise MiaError(f"--image-root {image_root} is inside --out {out}: --overwrite "
+                           "would delete the images; choose another --out")
     work = out.with_name(out.name + ".partial")
     fingerprint = model_fingerprint(retriever.trained)
     plan = {"images": images, "model": fingerprint, "dtype": dtype, "shard_size": shard_size,

@@ -33,8 +33,8 @@ RUNTIME_ONLY = {"train.device", "train.validate", "train.feature_cache_mb",
                 "data.cache_images", "data.workers", "data.text_workers"}
 # settings that shape only the matching losses (training/objectives.py: compute_losses): a
 # step without any of them (the paper's step 1: identity loss alone) computes the same
-# whatever their values, so a run may start after such steps with other values (screening them from one
-# step1.pt)
+# whatever their values, so a run may start after such steps with other values (screening
+# them from one step1.pt)
 MATCHING_ONLY = {"train.matching_loss", "train.margin", "train.negatives",
                  "train.matching_temperature", "train.drop_hardest"}
 
