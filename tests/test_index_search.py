@@ -1,6 +1,7 @@
 """Gallery index (atomic, resumable, safe to load) and search (explanations, bad queries)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -114,6 +115,70 @@ def test_overwrite_replaces_an_index_only_and_an_interrupted_swap_is_undone(
     with caplog.at_level("WARNING", logger="mia.retrieval.index"):
         assert len(build(out)) == 4
     assert "restored from" in caplog.text and not out.with_name("idx.old").exists()
+
+
+def test_overwrite_swaps_under_the_writer_lock_and_a_waiting_writer_locks_the_new_index(
+        index_dir, trained_run, synth_dir, tmp_path):
+    import fcntl
+    import shutil
+    import threading
+    import time
+
+    from mia.data.reader import open_dataset
+    from mia.retrieval.index import build_index, writer_lock
+
+    retriever = mia.load(trained_run[0])
+    ds = open_dataset(synth_dir)
+    images = [r.file_path for r in ds.split("test")][:4]
+    out = tmp_path / "idx"
+    shutil.copytree(index_dir, out)
+    uid = json.loads((out / "manifest.json").read_text())["uid"]
+    held, seen = threading.Event(), {}
+
+    def writer():  # an add/remove/sync holding the lock while the build reaches its swap
+        with writer_lock(out):
+            held.set()
+            deadline = time.monotonic() + 120
+            while (not (tmp_path / "idx.partial" / "manifest.json").is_file()
+                   and time.monotonic() < deadline):
+                time.sleep(0.01)
+            time.sleep(0.5)
+            seen["uid"] = json.loads((out / "manifest.json").read_text())["uid"]
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        assert held.wait(30)
+        build_index(out, retriever, images, [None] * 4, ds.image_root, source={},
+                    progress=False, overwrite=True)
+    finally:
+        thread.join(150)
+    assert seen["uid"] == uid  # the old index stayed in place while its writer ran
+    assert json.loads((out / "manifest.json").read_text())["uid"] != uid
+    assert len(GalleryIndex.open(out)) == 4
+
+    # a writer waiting on the lock of an index that is swapped out locks the new one
+    got, checked = threading.Event(), threading.Event()
+
+    def waiting_writer():
+        with writer_lock(out):
+            got.set()
+            checked.wait(30)
+
+    thread = threading.Thread(target=waiting_writer, daemon=True)
+    try:
+        with writer_lock(out):
+            thread.start()
+            time.sleep(0.3)
+            assert not got.is_set()
+            os.replace(out, tmp_path / "idx.old")
+            shutil.copytree(index_dir, out)
+        assert got.wait(30)
+        with open(out / ".lock", "a") as handle, pytest.raises(BlockingIOError):
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        checked.set()
+        thread.join(30)
 
 
 def test_corrupt_or_foreign_index_is_a_clear_error(index_dir, trained_run, tmp_path):

@@ -15,16 +15,14 @@ A crash at any point leaves the previous manifest or the new one, both searchabl
 database may then hold rows the manifest does not know (an add not yet published) or no
 longer lists (a removal not yet deleted): searches drop such ids, and the next add,
 remove or sync deletes them. One writer at a time: a lock file (``INDEX/.lock``) makes a
-second writer wait.
+second writer wait, and an ``index build --overwrite`` waits for it before its swap.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,24 +35,13 @@ from mia.retrieval.index import (
     check_fingerprint,
     list_images,
     model_fingerprint,
+    writer_lock,
 )
 from mia.retrieval.vectordb import DEFAULT_INDEX, VectorDB, VectorDBError, resolve_uri
 from mia.utils.errors import MiaError
 from mia.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    if not (index_dir / "manifest.json").is_file():
-        GalleryIndex.open(index_dir)  # raises the one-line error naming what is wrong
-    with open(index_dir / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _publish(index: GalleryIndex, manifest: dict) -> None:

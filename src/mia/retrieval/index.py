@@ -24,14 +24,18 @@ into place by one directory rename, so a half-built index never loads.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 import warnings
 import weakref
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -460,6 +464,38 @@ def _write_shard(shard: Path, retriever, images: list[str], start: int, size: in
                     for name, parts in arrays.items()})
 
 
+@contextlib.contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """One writer at a time: an exclusive lock on ``INDEX/.lock`` (add, remove, sync, and
+    the swap of an ``--overwrite`` build). A writer that waited on the lock file of an index
+    swapped out meanwhile finds another file at ``INDEX/.lock`` and locks that one. Not
+    re-entrant: a holder must not take it again (a second open of the file waits)."""
+    index_dir = Path(index_dir)
+    lock, old = index_dir / ".lock", index_dir.with_name(index_dir.name + ".old")
+    while True:
+        for _ in range(50):  # the instant of a swap: INDEX.old is there, INDEX not yet
+            if (index_dir / "manifest.json").is_file() or not old.is_dir():
+                break
+            time.sleep(0.1)
+        if not (index_dir / "manifest.json").is_file():
+            GalleryIndex.open(index_dir)  # raises the one-line error naming what is wrong
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if _is_file_at(handle, lock):
+                    yield
+                    return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_file_at(handle, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 def _recover_swap(out: Path) -> None:
     """A build stopped between moving the old index aside and moving the new one in left
     ``OUT.old`` and no ``OUT``: put the old index back (the new one is built again)."""
@@ -510,14 +546,17 @@ def _finish(work: Path, out: Path, plan: dict, person_ids: list, image_root: Pat
         "model": {**fingerprint, "run": str(Path(trained.run).resolve()),
                   "checkpoint": str(Path(trained.checkpoint).resolve()),
                   **dict(zip(("lambda1", "lambda2"), trained.lambdas()))}})
-    for i in range(n_shards):
-        os.unlink(work / f"shard-{i:06d}.npz")
-    os.unlink(work / "plan.json")
-    if out.exists():  # --overwrite: swap in the new index, then drop the old one
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
+    old = out.with_name(out.name + ".old")
+    replacing = out.exists()  # --overwrite: swap in the new index, then drop the old one
+    # under the lock, no add, remove or sync runs on the index being replaced; the shards
+    # are kept until the swap, so a build stopped while it waits resumes with them
+    with writer_lock(out) if replacing else contextlib.nullcontext():
+        for i in range(n_shards):
+            os.unlink(work / f"shard-{i:06d}.npz")
+        os.unlink(work / "plan.json")
+        if replacing:
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
         os.replace(work, out)
+    if replacing:
         shutil.rmtree(old)
-    else:
-        os.replace(work, out)
