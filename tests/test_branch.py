@@ -91,6 +91,22 @@ def test_matching_settings_may_differ_after_a_step_of_identity_loss_alone(
               start_from=out / "checkpoints/step2.pt")
 
 
+def test_pairs_are_dropped_only_after_the_warm_up_epochs(trained_run, synth_dir, tmp_path):
+    """``train.drop_hardest_warmup=1``: step 2's first epoch trains as the source run did
+    (which drops nothing), its second drops the hardest half of each batch."""
+    out, _ = trained_run
+    train(tiny("train.drop_hardest=0.5", "train.drop_hardest_warmup=1"), synth_dir,
+          tmp_path / "w", progress=False, start_from=out / "checkpoints/step1.pt")
+
+    def step2(run):
+        history = load_checkpoint(run / "checkpoints/last.pt")["history"]
+        return [h["losses"] for h in history if h["step"] == "step2"]
+
+    plain, warm = step2(out), step2(tmp_path / "w")
+    assert warm[0] == plain[0]
+    assert warm[1]["match_gc"] < plain[1]["match_gc"]
+
+
 def test_a_mid_step_checkpoint_or_other_data_is_refused(trained_run, synth_dir,
                                                         dataset_factory, tmp_path, capsys):
     out, _ = trained_run

@@ -105,9 +105,11 @@ class TrainConfig:
     # Beyond the paper, for captions of uneven quality (entries marked "weak": true, e.g.
     # machine paraphrases): the loss weight of a weak pair (1: counted as any other), and
     # the fraction of each batch's pairs with the highest matching loss left out of that
-    # batch's losses (0: none; small-loss selection against pairs that do not match)
+    # batch's losses (0: none; small-loss selection against pairs that do not match),
+    # from the step's epoch drop_hardest_warmup + 1 on (0: from its first)
     weak_weight: float = 1.0
     drop_hardest: float = 0.0
+    drop_hardest_warmup: int = 0
 
 
 @dataclass
@@ -360,6 +362,9 @@ def _validate_train(t: TrainConfig) -> None:
     _check(t.weak_weight >= 0, f"train.weak_weight: must be >= 0, got {t.weak_weight}")
     _check(0 <= t.drop_hardest < 1,
            f"train.drop_hardest: must be in [0, 1), got {t.drop_hardest}")
+    _check(isinstance(t.drop_hardest_warmup, int) and t.drop_hardest_warmup >= 0,
+           f"train.drop_hardest_warmup: must be a whole number of epochs >= 0, got "
+           f"{t.drop_hardest_warmup}")
     _check(0 <= t.label_smoothing < 1,
            f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
     _choice("train.precision", t.precision, ("auto", "fp32", "bf16", "fp16"))

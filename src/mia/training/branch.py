@@ -36,7 +36,8 @@ RUNTIME_ONLY = {"train.device", "train.validate", "train.feature_cache_mb",
 # whatever their values, so a run may start after such steps with other values (screening
 # them from one step1.pt)
 MATCHING_ONLY = {"train.matching_loss", "train.margin", "train.negatives",
-                 "train.matching_temperature", "train.drop_hardest"}
+                 "train.matching_temperature", "train.drop_hardest",
+                 "train.drop_hardest_warmup"}
 
 
 @dataclass

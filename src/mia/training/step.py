@@ -150,13 +150,18 @@ class TrainingStep(nn.Module):
     def __init__(self, model: MIA, matching: MatchingConfig, ctx: DistContext,
                  frozen_depth: int = 0, cache_mb: float = 0, erasing: float = 0.0,
                  label_smoothing: float = 0.0, weak_weight: float = 1.0,
-                 drop_hardest: float = 0.0, shared_cache: FrozenFeatureCache | None = None):
+                 drop_hardest: float = 0.0, drop_warmup: int = 0,
+                 shared_cache: FrozenFeatureCache | None = None):
         """``shared_cache``: the run's cache of the never-trained stages (kept across
-        steps); this step's own cache then covers only the stages after it."""
+        steps); this step's own cache then covers only the stages after it.
+        ``drop_hardest`` applies from the step's epoch ``drop_warmup`` (0-based) on
+        (:meth:`set_epoch`)."""
         super().__init__()
         self.model, self.matching, self.ctx = model, matching, ctx
         self.erasing, self.label_smoothing = erasing, label_smoothing
-        self.weak_weight, self.drop_hardest = weak_weight, drop_hardest
+        self.weak_weight, self.drop_fraction, self.drop_warmup = (weak_weight, drop_hardest,
+                                                                  drop_warmup)
+        self.drop_hardest = drop_hardest if drop_warmup == 0 else 0.0
         self.shared = shared_cache
         base = shared_cache.depth if shared_cache is not None else 0
         self.cache = (FrozenFeatureCache(frozen_depth, cache_mb, start=base,
@@ -164,6 +169,10 @@ class TrainingStep(nn.Module):
                       if frozen_depth > base and cache_mb > 0 else None)
         if shared_cache is not None:  # one budget for both; the last step's cache is gone
             shared_cache.pool = (self.cache,) if self.cache is not None else ()
+
+    def set_epoch(self, epoch: int) -> None:
+        """No pair is dropped in the step's first ``drop_warmup`` epochs."""
+        self.drop_hardest = self.drop_fraction if epoch >= self.drop_warmup else 0.0
 
     def forward(self, batch: dict[str, Tensor], losses: dict[str, float],
                 with_parts: bool) -> dict[str, Tensor]:

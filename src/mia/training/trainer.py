@@ -104,6 +104,7 @@ class Trainer:
                                         label_smoothing=self.config.train.label_smoothing,
                                         weak_weight=self.config.train.weak_weight,
                                         drop_hardest=self.config.train.drop_hardest,
+                                        drop_warmup=self.config.train.drop_hardest_warmup,
                                         shared_cache=self.shared_cache)
         if self.ctx.enabled:  # new wrapper per step: the trainable parameters changed
             from torch.nn.parallel import DistributedDataParallel
@@ -167,6 +168,7 @@ class Trainer:
         torch.manual_seed(hash((self.config.train.seed, s, epoch, self.ctx.rank)) & 0xFFFFFFFF)
         self.sampler.set_epoch(s, epoch)
         self.pairs.set_epoch(s, epoch)
+        getattr(self.step_module, "module", self.step_module).set_epoch(epoch)  # DDP or not
         loader = DataLoader(self.pairs, batch_sampler=self.sampler, collate_fn=collate_pairs,
                             num_workers=self.config.data.workers,
                             pin_memory=self.device.type == "cuda")
