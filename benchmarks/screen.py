@@ -12,8 +12,8 @@ of the run that wrote ``--start``, ``steps.step2.epochs=EPOCHS``, no step 3, and
 ``--set`` overrides. Where the overrides keep step 1 as it was (the matching losses'
 settings, later steps, runtime settings) it starts from ``--start`` (``mia train
 --start-from``: the weights of the same run from scratch, a step 1 saved); otherwise
-(``train.weak_weight``, the model, step 1 itself) it trains step 1 too, and says so; the training column counts only what the probe trained. The
-sampler and mirroring depend on the seed, step and epoch only, so every probe of one seed
+(``train.weak_weight``, the model, step 1 itself) it trains step 1 too, and says so; the
+training column counts only what the probe trained. The sampler and mirroring depend on the seed, step and epoch only, so every probe of one seed
 sees the same batches in the same order: paired differences, less noisy than two seeds.
 An interrupted probe continues where it stopped when the same command is run again.
 

@@ -161,7 +161,7 @@ class TrainingStep(nn.Module):
         self.erasing, self.label_smoothing = erasing, label_smoothing
         self.weak_weight, self.drop_fraction, self.drop_warmup = (weak_weight, drop_hardest,
                                                                   drop_warmup)
-        self.drop_hardest = drop_hardest if drop_warmup == 0 else 0.0
+        self.set_epoch(0)  # sets drop_hardest
         self.shared = shared_cache
         base = shared_cache.depth if shared_cache is not None else 0
         self.cache = (FrozenFeatureCache(frozen_depth, cache_mb, start=base,
