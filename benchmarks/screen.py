@@ -19,7 +19,8 @@ An interrupted probe continues where it stopped when the same command is run aga
 
 It prints the table of every probe under ``--out`` (R@1 / R@5 / R@10 / mAP of sG, sR, sL,
 sF on the val split after the probe's last epoch, its training time, and sF R@1 and mAP
-against ``reference``). sL and the sF it enters use the BFM MLPs before step 3 has trained
+against the reference of the same ``--epochs``: a probe named ``reference`` or
+``reference-2``, say, with no override). sL and the sF it enters use the BFM MLPs before step 3 has trained
 them, as in any run after step 2.
 """
 
@@ -80,19 +81,20 @@ def probe(args) -> None:
 
 def table(out: Path) -> None:
     rows = {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/screen.json"))}
-    ref = rows.get("reference")
+    refs = {row["epochs"]: row for name, row in rows.items() if name.startswith("reference")}
     print("| probe | overrides | sG | sR | sL | sF R@1 / R@5 / R@10 / mAP | vs reference "
           "(sF R@1, mAP) | training |")
     print("|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        val = row["val"]
+        val, ref = row["val"], refs.get(row["epochs"])
         diff = (f"{val['sF']['R1'] - ref['val']['sF']['R1']:+.2f}, "
                 f"{val['sF']['mAP'] - ref['val']['sF']['mAP']:+.2f}"
-                if ref and name != "reference" else "")
+                if ref and ref is not row else "")
         print(f"| {name} | {' '.join(row['overrides']) or '-'} | "
               + " | ".join(f"{val[g]['R1']:.2f}" for g in GRANULARITIES[:3])
               + " | {R1:.2f} / {R5:.2f} / {R10:.2f} / {mAP:.2f}".format(**val["sF"])
-              + f" | {diff} | {row['seconds'] / 60:.0f} min; {row['started']} |")
+              + f" | {diff} | {row['epochs']} ep, {row['seconds'] / 60:.0f} min; "
+              f"{row['started']} |")
 
 
 def main() -> None:
@@ -101,8 +103,9 @@ def main() -> None:
     parser.add_argument("--start", required=True,
                         help="a step1.pt of a finished step 1 of the recipe (RUN/checkpoints/)")
     parser.add_argument("--out", required=True, help="where the probes go, one folder each")
-    parser.add_argument("--name", help="this probe's folder under --out ('reference': no "
-                        "override); without it, only the table is printed")
+    parser.add_argument("--name", help="this probe's folder under --out (a name starting "
+                        "with 'reference': no override, the probes of its --epochs are "
+                        "compared with it); without it, only the table is printed")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override of the recipe (repeatable)")
     parser.add_argument("--config", default="recipes/cuhk_weak_cpu")
@@ -110,8 +113,8 @@ def main() -> None:
                         "a variant that acts later, such as a warm-up, needs more)")
     parser.add_argument("--progress", action="store_true", help="progress bars")
     args = parser.parse_args()
-    if args.name == "reference" and args.set:
-        parser.error("the reference probe takes no --set")
+    if args.name and args.name.startswith("reference") and args.set:
+        parser.error("a reference probe takes no --set")
     print(machine_line())
     print(f"data {args.data}, val split; start {args.start}; step 2 for {args.epochs} "
           "epoch(s)")
