@@ -20,8 +20,8 @@ An interrupted probe continues where it stopped when the same command is run aga
 It prints the table of every probe under ``--out`` (R@1 / R@5 / R@10 / mAP of sG, sR, sL,
 sF on the val split after the probe's last epoch, its training time, and sF R@1 and mAP
 against the reference of the same ``--epochs``: a probe named ``reference`` or
-``reference-2``, say, with no override). sL and the sF it enters use the BFM MLPs before step 3 has trained
-them, as in any run after step 2.
+``reference-2``, say, with no override). sL and the sF it enters use the BFM MLPs before
+step 3 has trained them, as in any run after step 2.
 """
 
 from __future__ import annotations
