@@ -25,6 +25,16 @@ def test_paper_step_training_is_described_as_data():
     assert cfg.train.batch_size == 96 and cfg.train.margin == 0.2
 
 
+def test_weak_recipe_rows_share_step2_at_twice_the_papers_rate():
+    # measured on cuhk-dev val (docs/EXPERIMENTS.md); GC and GC + RGA inherit it, so that
+    # their runs can start from the MIA run's checkpoints (--start-from)
+    for row in ("", "_gc", "_gc_rga"):
+        cfg = load_config(f"recipes/cuhk_weak_cpu{row}")
+        s1, s2 = cfg.steps["step1"], cfg.steps["step2"]
+        assert (s1.lr, s2.epochs, s2.lr, s2.lr_step) == (1e-3, 3, 4e-4, 2)
+    assert load_config("recipes/cuhk_small_cpu").steps["step2"].lr == 2e-4
+
+
 def test_ablations_differ_where_the_paper_says():
     assert list(load_config("ablations/gc").steps) == ["step1", "step2"]
     assert list(load_config("ablations/steps12_merged").steps) == ["step2"]
