@@ -118,6 +118,9 @@ class EvalConfig:
     lambda2: float = 0.5  # weight of sL in sF
     batch_size: int = 128
     select: str = "sF.R1"  # validation metric that picks best.pt (last step)
+    # a split whose images (other people, never queried) join the val gallery in training's
+    # validation, e.g. "distractors": a gallery as large as a test split's; null: val alone
+    distractors: str | None = None
 
 
 @dataclass
@@ -398,6 +401,10 @@ def _validate_eval(e: EvalConfig) -> None:
     _check(len(metric) == 2 and metric[0] in GRANULARITY_KEYS and metric[1] in METRICS,
            f"eval.select: {e.select!r} is not <{'|'.join(GRANULARITY_KEYS)}>."
            f"<{'|'.join(METRICS)}>")
+    _check(e.distractors is None or (isinstance(e.distractors, str)
+                                     and e.distractors not in ("", "train", "val")),
+           f"eval.distractors: must be null or the name of a split other than train and val, "
+           f"got {e.distractors!r}")
 
 
 def load_config(name: str | Path, overrides: list[str] | None = None) -> Config:

@@ -31,9 +31,13 @@ class RunData:
 
 def load_run_data(data_cfg: DataConfig, data_dir: str | Path, format: str | None = None,
                   skip_bad: bool = False, vocab: Vocabulary | None = None,
-                  progress: bool = True, wordpieces: bool = False) -> RunData:
-    """Read and parse a dataset; build the vocabulary from its training split unless given."""
+                  progress: bool = True, wordpieces: bool = False,
+                  require_splits: tuple[str, ...] = ()) -> RunData:
+    """Read and parse a dataset; build the vocabulary from its training split unless given.
+    Each of ``require_splits`` must be present: checked before the images are read."""
     dataset = open_dataset(data_dir, format, skip_bad=skip_bad)
+    for name in require_splits:
+        dataset.split(name)  # a one-line error naming the file and the splits present
     if data_cfg.subset:
         _keep_subset(dataset, data_cfg.subset)
     drop_unreadable(dataset, skip_bad, progress)

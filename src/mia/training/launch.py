@@ -138,7 +138,9 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
              else Vocabulary.load(start.source.vocab) if start is not None else None)
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab,
                          progress=progress and ctx.is_main,
-                         wordpieces=cfg.model.wordpieces)
+                         wordpieces=cfg.model.wordpieces, require_splits=(
+                             "train", *([cfg.eval.distractors] if cfg.train.validate
+                                        and cfg.eval.distractors else [])))
     train_records = data.dataset.split("train")
     labels = label_map(train_records)
     identity = train_data_identity(data_dir, data.dataset.format, train_records)
@@ -287,8 +289,13 @@ def _barrier(ctx) -> None:
 
 
 def _validation_fn(cfg: Config, data, device, ctx, precision: str):
-    """Validation on every rank: each encodes its share of the split, all gather."""
-    inputs = EvalInputs.from_records(data.dataset.split("val"))
+    """Validation on every rank: each encodes its share of the split, all gather. The
+    images of ``eval.distractors`` join the gallery (checked here, before any training)."""
+    extra = data.dataset.split(cfg.eval.distractors) if cfg.eval.distractors else []
+    inputs = EvalInputs.from_records(data.dataset.split("val"), extra)
+    if extra:
+        log.info("validation gallery: val + %s, %d images of %d people", cfg.eval.distractors,
+                 len(inputs.gallery), len({r.person_id for r in inputs.gallery}))
 
     def share(items: list) -> list:
         per = -(-len(items) // ctx.world)

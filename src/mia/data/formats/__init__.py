@@ -1,10 +1,10 @@
 """Dataset formats: one small declarative file each, read by :mod:`mia.data.formats.base`."""
 
-from mia.data.formats.base import AnnotationFormat, read_dataset
+from mia.data.formats.base import DISTRACTORS, AnnotationFormat, read_dataset
 from mia.data.formats.cuhk_pedes import CUHK_PEDES
 from mia.data.formats.icfg_pedes import ICFG_PEDES
 from mia.data.formats.rstpreid import RSTPREID
 
 FORMATS: dict[str, AnnotationFormat] = {f.name: f for f in (CUHK_PEDES, ICFG_PEDES, RSTPREID)}
 
-__all__ = ["FORMATS", "AnnotationFormat", "read_dataset"]
+__all__ = ["DISTRACTORS", "FORMATS", "AnnotationFormat", "read_dataset"]

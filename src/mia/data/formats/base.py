@@ -17,6 +17,10 @@ from mia.data.records import ImageRecord, PedestrianDataset
 from mia.utils.errors import DatasetError
 
 MAX_LISTED = 5
+# A split every format accepts: images of other people, never trained on and never queried,
+# that join another split's gallery (``mia evaluate --distractors distractors``,
+# ``eval.distractors``): a validation gallery as large as a test split's
+DISTRACTORS = "distractors"
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,11 @@ class AnnotationFormat:
     split_field: str = "split"
     image_dir: str = "imgs"
     confusables: dict[str, str] = field(default_factory=dict)  # other file name -> hint
+
+    @property
+    def all_splits(self) -> tuple[str, ...]:
+        """The format's own splits, then ``distractors``."""
+        return (*self.splits, DISTRACTORS)
 
     def image_root(self, root: Path) -> Path:
         """``<root>/<image_dir>`` when it exists, else the dataset directory itself."""
@@ -92,10 +101,10 @@ def _check_entry(fmt: AnnotationFormat, entry: Any) -> tuple[str, str] | None:
         return "bad field 'weak'", (f"field 'weak': expected true or false, got "
                                     f"{entry['weak']!r}")
     split = entry[fmt.split_field]
-    if split not in fmt.splits:
+    if split not in fmt.all_splits:
         return "unknown split", (
             f"field '{fmt.split_field}': unknown split {split!r} "
-            f"(valid for {fmt.name}: {', '.join(fmt.splits)})")
+            f"(valid for {fmt.name}: {', '.join(fmt.all_splits)})")
     return None
 
 
@@ -162,7 +171,7 @@ def _drop_split_leaks(fmt: AnnotationFormat, records: list[ImageRecord],
     a seen person: an error naming the entry, or with ``skip_bad`` that person's entries in
     every split after the first one (in the format's split order) are dropped, counted."""
     first: dict[int, tuple[str, int]] = {}
-    order = {s: i for i, s in enumerate(fmt.splits)}
+    order = {s: i for i, s in enumerate(fmt.all_splits)}
     for r in sorted(records, key=lambda r: (order[r.split], r.entry)):
         first.setdefault(r.person_id, (r.split, r.entry))
     kept = []
