@@ -76,10 +76,14 @@ def with_distractors(synth_dir, tmp_path_factory):
 @pytest.mark.slow
 def test_training_validates_on_val_plus_distractors_as_evaluate_does(with_distractors,
                                                                      tmp_path):
-    config = tiny("eval.distractors=distractors", "train.precision=fp32",
-                  "steps.step2.epochs=1", "steps.step2.lr_step=null")
+    config = tiny("eval.distractors=distractors", "eval.choose_lambdas=true",
+                  "train.precision=fp32", "steps.step2.epochs=1", "steps.step2.lr_step=null")
     out = tmp_path / "run"
-    train(config, with_distractors, out, progress=False)
+    summary = train(config, with_distractors, out, progress=False)
+    chosen = json.loads((out / "fusion.json").read_text())
+    assert (chosen["chosen_on"]["split"], chosen["chosen_on"]["distractors"]) == (
+        "val", "distractors")
+    assert summary["fusion"]["lambda1"] == chosen["lambda1"]
     logged = load_checkpoint(out / "checkpoints" / "last.pt")["history"][-1]["val"]
     harder = evaluate_run(out, with_distractors, "val", distractors="distractors",
                           checkpoint=out / "checkpoints" / "last.pt", progress=False,
@@ -87,7 +91,10 @@ def test_training_validates_on_val_plus_distractors_as_evaluate_does(with_distra
     plain = evaluate_run(out, with_distractors, "val", checkpoint=out / "checkpoints" /
                          "last.pt", progress=False, save=False)
     assert harder["meta"]["images"] > plain["meta"]["images"]
-    for gran in ("sG", "sR", "sL", "sF"):
+    assert harder["meta"]["images"] == chosen["chosen_on"]["images"]
+    assert harder["meta"]["lambdas_from"] == "fusion.json"
+    assert harder["sF"]["R1"] == pytest.approx(chosen["value"])
+    for gran in ("sG", "sR", "sL"):
         assert logged[gran]["R1"] == pytest.approx(harder[gran]["R1"], abs=1e-6)
         assert logged[gran]["mAP"] == pytest.approx(harder[gran]["mAP"], abs=1e-6)
     assert harder["sF"]["R10"] <= plain["sF"]["R10"]

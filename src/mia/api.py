@@ -157,18 +157,23 @@ def evaluate(model: PathLike, data: PathLike, split: str = "test", *,
              skip_bad: bool = False, sweep: bool = False, lambda1: float | None = None,
              lambda2: float | None = None, device: str = "auto", memory_mb: float = 1024,
              score_dtype: str = "fp32", distractors: str | None = None,
-             progress: bool = False, save: bool = True) -> dict:
+             progress: bool = False, save: bool = True, choose_lambdas: bool = False,
+             rerank: tuple[int, float] | None = None) -> dict:
     """The CUHK-PEDES protocol on a split (``mia evaluate``): every caption queries every
     image; returns exactly the dict ``mia evaluate --json`` prints (R@1/5/10, Total, mAP,
     mINP per granularity sG, sR, sL, sF, plus "meta"; scores are computed as [texts,
     images]). ``model``: a run directory or an exported file. Saved under RUN/eval/ (an
-    export: FILE.eval/) unless ``save`` is False."""
+    export: FILE.eval/) unless ``save`` is False. ``choose_lambdas``: choose lambda1 /
+    lambda2 on this split (never test), store them as RUN/fusion.json, report with them.
+    ``rerank`` (K, BETA): also report sF re-ranked by the gallery's image-image similarities
+    ("sF_rerank"; :mod:`mia.evaluation.rerank`)."""
     from mia.evaluation.run_eval import evaluate_run
 
     return evaluate_run(Path(model), Path(data), split, checkpoint=checkpoint, format=format,
                         skip_bad=skip_bad, sweep=sweep, lambda1=lambda1, lambda2=lambda2,
                         device=device, memory_mb=memory_mb, score_dtype=score_dtype,
-                        progress=progress, save=save, distractors=distractors)
+                        progress=progress, save=save, distractors=distractors,
+                        choose_lambdas=choose_lambdas, rerank=rerank)
 
 
 def _as_sets(overrides: dict) -> list[str]:

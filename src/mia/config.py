@@ -121,6 +121,9 @@ class EvalConfig:
     # a split whose images (other people, never queried) join the val gallery in training's
     # validation, e.g. "distractors": a gallery as large as a test split's; null: val alone
     distractors: str | None = None
+    # after training, choose lambda1 / lambda2 on val (+ distractors) for the final
+    # checkpoint and store them as RUN/fusion.json (mia evaluate --choose-lambdas)
+    choose_lambdas: bool = False
 
 
 @dataclass

@@ -15,7 +15,9 @@ loads with ``torch.load(weights_only=True)`` (no arbitrary objects are unpickled
     meta                     training data (name, format, content hash), validation metrics
                              of the exported checkpoint, its position, the source checkpoint's
                              SHA-256 (so a gallery index built with the run serves the export
-                             and the reverse), package and torch versions
+                             and the reverse), package and torch versions, the lambdas it
+                             scores with and, when they were chosen on validation, that
+                             choice (RUN/fusion.json; None otherwise)
 
 Format versions only grow; a file from a newer version is refused with one line.
 """
@@ -125,7 +127,8 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | Path = "best"
             "preprocessing": {"height": trained.config.data.height,
                               "width": trained.config.data.width,
                               "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-            "lambda1": trained.config.eval.lambda1, "lambda2": trained.config.eval.lambda2,
+            "lambda1": trained.lambdas()[0], "lambda2": trained.lambdas()[1],
+            "fusion": trained.fusion,
         },
     }
     atomic_torch_save(payload, out)
@@ -162,4 +165,5 @@ def load_export(path: str | Path, device: str | torch.device = "cpu",
     model.to(device).eval()
     meta.setdefault("num_classes", 0)
     return TrainedModel(cfg, model, vocab, meta, path, path,
-                        _weights_sha256=meta.get("checkpoint_sha256"))
+                        _weights_sha256=meta.get("checkpoint_sha256"),
+                        fusion=meta.get("fusion"))

@@ -8,6 +8,9 @@
     RUN/checkpoints/       last.pt (every epoch), best.pt (best validation, last step),
                            <step>.pt (end of each training step)
     RUN/eval/              results written by ``mia evaluate``
+    RUN/fusion.json        lambda1 / lambda2 chosen on validation for one checkpoint
+                           (``mia evaluate --choose-lambdas``): scoring that checkpoint
+                           uses them instead of the config's
     RUN/cache/             while training: the never-trained CNN stages' outputs, so that
                            a resumed run need not compute them again (removed at the end)
 
@@ -64,6 +67,10 @@ class RunDir:
     def best(self) -> Path:
         return self.checkpoints / "best.pt"
 
+    @property
+    def fusion(self) -> Path:
+        return self.path / "fusion.json"
+
     def default_checkpoint(self) -> Path:
         """best.pt when validation picked one, else last.pt."""
         return self.best if self.best.is_file() else self.last
@@ -92,6 +99,19 @@ class RunDir:
             raise CheckpointError(f"{self.meta}: corrupt run metadata (no 'num_classes')")
         return meta
 
+    def load_fusion(self) -> dict | None:
+        """RUN/fusion.json, or None when there is none; a corrupt file is an error naming
+        it."""
+        if not self.fusion.is_file():
+            return None
+        try:
+            fusion = json.loads(self.fusion.read_text(encoding="utf-8"))
+            float(fusion["lambda1"]), float(fusion["lambda2"]), str(fusion["checkpoint_sha256"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{self.fusion}: corrupt fusion weights ({exc!r}); delete it "
+                                  "to score with the config's eval.lambda1 / lambda2") from exc
+        return fusion
+
 
 @dataclass
 class TrainedModel:
@@ -105,6 +125,8 @@ class TrainedModel:
     checkpoint: Path
     run: Path
     _weights_sha256: str | None = None
+    # lambda1 / lambda2 chosen on validation for these weights (RUN/fusion.json), or None
+    fusion: dict | None = None
 
     def weights_sha256(self) -> str:
         """SHA-256 of the checkpoint the weights come from (an export records its source's):
@@ -116,9 +138,18 @@ class TrainedModel:
     def lambdas(self, lambda1: float | None = None,
                 lambda2: float | None = None) -> tuple[float, float]:
         """(lambda1, lambda2) of sF = sG + lambda1 sR + lambda2 sL (Eq. 18): the given
-        values, else the run's eval.lambda1 / eval.lambda2. The one place they resolve."""
-        return (self.config.eval.lambda1 if lambda1 is None else float(lambda1),
-                self.config.eval.lambda2 if lambda2 is None else float(lambda2))
+        values, else those chosen on validation for these weights (``fusion``), else the
+        run's eval.lambda1 / eval.lambda2. The one place they resolve."""
+        chosen = self.fusion or {}
+        return (float(chosen.get("lambda1", self.config.eval.lambda1)) if lambda1 is None
+                else float(lambda1),
+                float(chosen.get("lambda2", self.config.eval.lambda2)) if lambda2 is None
+                else float(lambda2))
+
+    @property
+    def lambdas_source(self) -> str:
+        """Where the default lambdas come from: 'fusion.json' or 'config'."""
+        return "fusion.json" if self.fusion else "config"
 
 
 def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
@@ -149,4 +180,8 @@ def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
     model = MIA(cfg.model, len(vocab), meta["num_classes"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return TrainedModel(cfg, model, vocab, meta, ckpt, run.path)
+    trained = TrainedModel(cfg, model, vocab, meta, ckpt, run.path)
+    fusion = run.load_fusion()
+    if fusion is not None and fusion["checkpoint_sha256"] == trained.weights_sha256():
+        trained.fusion = fusion  # chosen for these very weights; another checkpoint: config
+    return trained

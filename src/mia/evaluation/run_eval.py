@@ -7,12 +7,17 @@ from pathlib import Path
 
 import torch
 
-from mia.artifacts.run import load_trained
+from mia.artifacts.run import RunDir, load_trained
 from mia.data.pipeline import load_run_data
 from mia.evaluation.evaluate import EvalInputs, evaluate_scores, lambda_sweeps, per_subset
+from mia.evaluation.fusion import choose_lambdas, save_fusion
+from mia.evaluation.metrics import rank_metrics
+from mia.evaluation.rerank import expand, image_affinity
+from mia.model.similarity import fuse
 from mia.retrieval.encode import encode_captions, encode_gallery
 from mia.retrieval.scoring import granularity_scores
 from mia.utils.device import resolve_device
+from mia.utils.errors import MiaError
 from mia.utils.io import atomic_write_json
 from mia.utils.memory import keep_freed_memory
 
@@ -22,14 +27,20 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
                  skip_bad: bool = False, sweep: bool = False, lambda1: float | None = None,
                  lambda2: float | None = None, device: str = "auto", memory_mb: float = 1024,
                  score_dtype: str = "fp32", progress: bool = True, save: bool = True,
-                 distractors: str | None = None) -> dict:
+                 distractors: str | None = None, choose_lambdas: bool = False,
+                 rerank: tuple[int, float] | None = None) -> dict:
     """Evaluate a trained run (or an exported file) on a split; the result is also saved
-    under RUN/eval/ (an export: FILE.eval/)."""
+    under RUN/eval/ (an export: FILE.eval/). ``choose_lambdas``: choose lambda1 / lambda2
+    on this split (:mod:`mia.evaluation.fusion`), store them as RUN/fusion.json for the
+    checkpoint, and report with them (never on a test split). ``rerank`` (K, BETA): also
+    report sF re-ranked with the gallery's image-image similarities
+    (:mod:`mia.evaluation.rerank`) as "sF_rerank"."""
+    if choose_lambdas:
+        _check_choosable(run, split, lambda1, lambda2)
     keep_freed_memory()
     dev = resolve_device(device)
     trained = load_trained(run, checkpoint, dev)
     cfg = trained.config
-    l1, l2 = trained.lambdas(lambda1, lambda2)
     data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=trained.vocab,
                          progress=progress, wordpieces=cfg.model.wordpieces)
     started = time.time()
@@ -38,7 +49,16 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[score_dtype]
     scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=memory_mb, dtype=dtype)
     scores = {k: v.cpu() for k, v in scores.items()}
+    fusion = None
+    if choose_lambdas:
+        fusion = choose_lambdas_on(trained, scores, inputs, split, distractors)
+    l1, l2 = trained.lambdas(lambda1, lambda2)
     result = evaluate_scores(scores, inputs, l1, l2)
+    if fusion is not None:
+        result["fusion"] = fusion
+    if rerank is not None:
+        reranked = expand(fuse(scores, l1, l2), image_affinity(img.to("cpu")), *rerank)
+        result["sF_rerank"] = rank_metrics(reranked, inputs.query_pids, inputs.gallery_pids)
     subsets = per_subset(scores, inputs, l1, l2)
     if subsets:
         result["subsets"] = subsets
@@ -48,7 +68,11 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
         "run": str(run), "checkpoint": str(trained.checkpoint), "data": str(data_dir),
         "split": split, "distractors": distractors, "queries": len(inputs.query_texts),
         "images": len(inputs.gallery),
-        "lambda1": l1, "lambda2": l2, "score_dtype": score_dtype, "encode_seconds": round(encoded - started, 2),
+        "lambda1": l1, "lambda2": l2, "lambdas_from": (
+            "given" if lambda1 is not None or lambda2 is not None else trained.lambdas_source),
+        "score_dtype": score_dtype,
+        "rerank": None if rerank is None else {"k": rerank[0], "beta": rerank[1]},
+        "encode_seconds": round(encoded - started, 2),
         "score_seconds": round(time.time() - encoded, 2), "config": cfg.name,
         "unknown_word_fraction": _unknown_fraction(data, inputs.query_texts),
     }
@@ -57,6 +81,35 @@ def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
                 f"{Path(trained.checkpoint).stem}.json")
         atomic_write_json(eval_dir(trained) / name, result)
     return result
+
+
+def _check_choosable(run, split: str, lambda1, lambda2) -> None:
+    """--choose-lambdas tunes on the split it evaluates: refused on a test split, with
+    given lambdas, or on an export (it writes into a run directory)."""
+    if split == "test":
+        raise MiaError("--choose-lambdas tunes the fusion on the split it evaluates: choose "
+                       "on a validation split (e.g. --split val), never on test")
+    if lambda1 is not None or lambda2 is not None:
+        raise MiaError("--choose-lambdas chooses lambda1 and lambda2: give neither")
+    if not Path(run).is_dir():
+        raise MiaError(f"--choose-lambdas writes RUN/fusion.json: {run} is not a run "
+                       "directory (choose on the run, then export it)")
+
+
+def choose_lambdas_on(trained, scores: dict, inputs: EvalInputs, split: str,
+                      distractors: str | None) -> dict:
+    """Choose lambda1 / lambda2 on these scores, attach them to ``trained`` and store them
+    as RUN/fusion.json for its checkpoint."""
+    metric = trained.config.eval.select.split(".")[1]
+    config = trained.config.eval
+    choice = choose_lambdas(scores, inputs, metric, (config.lambda1, config.lambda2))
+    path = save_fusion(trained.run, choice, trained.checkpoint, trained.weights_sha256(),
+                       {"split": split, "distractors": distractors,
+                        "queries": len(inputs.query_texts), "images": len(inputs.gallery)})
+    trained.fusion = RunDir(trained.run).load_fusion()
+    return {"lambda1": choice["lambda1"], "lambda2": choice["lambda2"],
+            "metric": choice["metric"], "value": choice["value"], "file": str(path),
+            "default": choice["default"]}
 
 
 def eval_dir(trained) -> Path:

@@ -105,10 +105,32 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
         _barrier(ctx)
         precision = _precision(cfg, dev, ctx)
         state = load_checkpoint(run.last, map_location=dev) if resume else None
-        return _train(cfg, run, data_dir, format, skip_bad, progress, dev, ctx, state,
-                      precision, start)
+        summary = _train(cfg, run, data_dir, format, skip_bad, progress, dev, ctx, state,
+                         precision, start)
+        if cfg.eval.choose_lambdas and summary["last_val"] is not None and ctx.is_main:
+            summary["fusion"] = _choose_lambdas(cfg, run, data_dir, format, skip_bad, dev,
+                                                progress)
+            atomic_write_json(run.path / "summary.json", summary)
+        return summary
     finally:
         distributed.shutdown()
+
+
+def _choose_lambdas(cfg: Config, run: RunDir, data_dir, format, skip_bad, dev,
+                    progress) -> dict:
+    """eval.choose_lambdas: lambda1 / lambda2 chosen on val (+ eval.distractors) for the
+    run's final checkpoint, stored as RUN/fusion.json."""
+    from mia.evaluation.run_eval import evaluate_run
+
+    result = evaluate_run(run.path, data_dir, "val", format=format, skip_bad=skip_bad,
+                          device=str(dev), distractors=cfg.eval.distractors,
+                          choose_lambdas=True, progress=progress)
+    fusion = result["fusion"]
+    log.info("fusion chosen on val: lambda1=%s, lambda2=%s (%s %.2f; %.2f at %s, %s)",
+             fusion["lambda1"], fusion["lambda2"], fusion["metric"], fusion["value"],
+             fusion["default"]["sF"][fusion["metric"][3:]], fusion["default"]["lambda1"],
+             fusion["default"]["lambda2"])
+    return {k: fusion[k] for k in ("lambda1", "lambda2", "metric", "value")}
 
 
 def _precision(cfg: Config, dev: torch.device, ctx) -> dict:
