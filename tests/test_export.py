@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mia
-from mia.artifacts.export import EXPORT_VERSION, read_model_file
+from mia.artifacts.model_file import EXPORT_VERSION, read_model_file
 from mia.cli.main import main
 from mia.data.reader import open_dataset
 from mia.utils.errors import CheckpointError

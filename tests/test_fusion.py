@@ -7,7 +7,8 @@ import shutil
 import pytest
 import torch
 
-from mia.artifacts.export import export_run, load_export
+from mia.artifacts.export import export_run
+from mia.artifacts.model_file import load_export
 from mia.artifacts.run import load_trained
 from mia.evaluation.evaluate import EvalInputs, evaluate_scores
 from mia.evaluation.fusion import choose_lambdas

@@ -14,8 +14,9 @@
     RUN/cache/             while training: the never-trained CNN stages' outputs, so that
                            a resumed run need not compute them again (removed at the end)
 
-``mia export`` turns a run into one file (:mod:`mia.artifacts.export`); everything that
-loads a model takes either.
+``mia export`` turns a run into one file (:mod:`mia.artifacts.export`, read back by
+:mod:`mia.artifacts.model_file`); everything that loads a model takes either, and gets a
+:class:`mia.artifacts.trained.TrainedModel`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import torch
 import yaml
 
 from mia.artifacts.checkpoint import check_compatible, load_checkpoint
+from mia.artifacts.model_file import is_export, load_export, read_model_file
+from mia.artifacts.trained import TrainedModel
 from mia.config import Config, config_from_dict
 from mia.model.mia import MIA
 from mia.text.vocab import Vocabulary
 from mia.utils.errors import CheckpointError, ConfigError
-from mia.utils.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -113,45 +115,6 @@ class RunDir:
         return fusion
 
 
-@dataclass
-class TrainedModel:
-    """A model with what scoring needs: its config, vocabulary and where it came from
-    (``run`` and ``checkpoint`` are the same file for an export)."""
-
-    config: Config
-    model: MIA
-    vocab: Vocabulary
-    meta: dict
-    checkpoint: Path
-    run: Path
-    _weights_sha256: str | None = None
-    # lambda1 / lambda2 chosen on validation for these weights (RUN/fusion.json), or None
-    fusion: dict | None = None
-
-    def weights_sha256(self) -> str:
-        """SHA-256 of the checkpoint the weights come from (an export records its source's):
-        what a gallery index checks before it answers with this model."""
-        if self._weights_sha256 is None:
-            self._weights_sha256 = sha256_file(self.checkpoint)
-        return self._weights_sha256
-
-    def lambdas(self, lambda1: float | None = None,
-                lambda2: float | None = None) -> tuple[float, float]:
-        """(lambda1, lambda2) of sF = sG + lambda1 sR + lambda2 sL (Eq. 18): the given
-        values, else those chosen on validation for these weights (``fusion``), else the
-        run's eval.lambda1 / eval.lambda2. The one place they resolve."""
-        chosen = self.fusion or {}
-        return (float(chosen.get("lambda1", self.config.eval.lambda1)) if lambda1 is None
-                else float(lambda1),
-                float(chosen.get("lambda2", self.config.eval.lambda2)) if lambda2 is None
-                else float(lambda2))
-
-    @property
-    def lambdas_source(self) -> str:
-        """Where the default lambdas come from: 'fusion.json' or 'config'."""
-        return "fusion.json" if self.fusion else "config"
-
-
 def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
                  device: str | torch.device = "cpu", state: dict | None = None,
                  ) -> TrainedModel:
@@ -160,8 +123,6 @@ def load_trained(run_path: str | Path, checkpoint: str | Path | None = None,
     (``mia export``). ``state``: the checkpoint's contents when the caller has read them."""
     path = Path(run_path)
     if path.is_file():
-        from mia.artifacts.export import is_export, load_export, read_model_file
-
         state = state if state is not None else read_model_file(path)
         if checkpoint is not None and Path(checkpoint).resolve() != path.resolve():
             raise CheckpointError(f"{path} is a model file: --checkpoint applies to a run "

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mia.artifacts.run import TrainedModel, load_trained
+from mia.artifacts.run import load_trained
+from mia.artifacts.trained import TrainedModel
 from mia.data.images import ImageLike, load_image, normalize, to_pixels
 from mia.data.loading import CaptionCorpus, collate_captions
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings

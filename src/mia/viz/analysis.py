@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from mia.artifacts.run import TrainedModel, load_trained
+from mia.artifacts.run import load_trained
+from mia.artifacts.trained import TrainedModel
 from mia.data.pipeline import RunData, load_run_data
 from mia.evaluation.evaluate import EvalInputs
 from mia.evaluation.run_eval import encode_split
