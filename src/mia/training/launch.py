@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -105,8 +106,8 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
         _barrier(ctx)
         precision = _precision(cfg, dev, ctx)
         state = load_checkpoint(run.last, map_location=dev) if resume else None
-        summary = _train(cfg, run, data_dir, format, skip_bad, progress, dev, ctx, state,
-                         precision, start)
+        summary = _train(Launch(cfg, run, data_dir, format, skip_bad, progress, dev, ctx,
+                                precision, state, start))
         if cfg.eval.choose_lambdas and summary["last_val"] is not None and ctx.is_main:
             summary["fusion"] = _choose_lambdas(cfg, run, data_dir, format, skip_bad, dev,
                                                 progress)
@@ -154,52 +155,31 @@ def _note_precision_change(run: RunDir, precision: dict) -> None:
                     "machine", before, precision["resolved"])
 
 
-def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, ctx, state,
-           precision: dict, start: Start | None = None) -> dict:
-    vocab = (Vocabulary.load(run.vocab) if state is not None
-             else Vocabulary.load(start.source.vocab) if start is not None else None)
-    data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=vocab,
-                         progress=progress and ctx.is_main,
-                         wordpieces=cfg.model.wordpieces, require_splits=(
-                             "train", *([cfg.eval.distractors] if cfg.train.validate
-                                        and cfg.eval.distractors else [])))
-    train_records = data.dataset.split("train")
-    labels = label_map(train_records)
-    identity = train_data_identity(data_dir, data.dataset.format, train_records)
-    if start is not None:
-        check_train_data(start, identity)
-    if state is not None:
-        check_resumed_data(run, identity)
-    if state is None and ctx.is_main:
-        data.vocab.save(run.vocab)
-        atomic_write_json(run.meta, {
-            "num_classes": len(labels), "data": str(Path(data_dir).resolve()),
-            "format": data.dataset.format, "vocab_size": len(data.vocab),
-            "vocab_fingerprint": data.vocab.fingerprint, "mia_version": __version__,
-            "torch": torch.__version__, "python": platform.python_version(),
-            "world_size": ctx.world, "precision": precision,
-            "train_data": identity,
-            **({"started_from": start.record} if start is not None else {})})
+@dataclass
+class Launch:
+    """Everything one training process starts from: the resolved config, the run directory,
+    the data source, the device and process group, the precision, and where training
+    begins (``state``: a resumed run's last.pt; ``start``: another run's step checkpoint)."""
+
+    cfg: Config
+    run: RunDir
+    data_dir: str | Path
+    format: str | None
+    skip_bad: bool
+    progress: bool
+    device: torch.device
+    ctx: distributed.DistContext
+    precision: dict
+    state: dict | None = None
+    start: Start | None = None
+
+
+def _train(launch: Launch) -> dict:
+    cfg, run, ctx, state, start = launch.cfg, launch.run, launch.ctx, launch.state, launch.start
+    data, train_records, labels, identity = _training_data(launch)
     model = _build_model(cfg, data.vocab, len(labels), fresh=state is None and start is None,
-                         device=dev, ctx=ctx)
-    pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
-                       seed=cfg.train.seed, word_dropout=cfg.data.word_dropout)
-    sampler = UniqueImageBatchSampler(
-        pairs.image_of, cfg.train.batch_size, seed=cfg.train.seed,
-        person_of=[train_records[i].person_id for i in pairs.image_of],
-        pk=tuple(cfg.train.pk) if cfg.train.sampler == "pk" else None,
-        rank=ctx.rank, world_size=ctx.world)
-    hooks = []
-    if cfg.train.validate and "val" in data.dataset.splits:
-        hooks.append(Validator(_validation_fn(cfg, data, dev, ctx, precision["resolved"])))
-    elif cfg.train.validate:
-        log.warning("no 'val' split: no validation; evaluate uses the last checkpoint")
-    logger = JsonlLogger(run.log)
-    if ctx.is_main:
-        hooks += [logger, TensorBoardLogger(run.path / "tb"), Checkpointer(run)]
-    trainer = Trainer(cfg, model, pairs, sampler, hooks, num_classes=len(labels),
-                      vocab_fingerprint=data.vocab.fingerprint, device=dev, progress=progress,
-                      ctx=ctx, precision=precision["resolved"])
+                         device=launch.device, ctx=ctx)
+    trainer = _trainer(launch, data, train_records, labels, model)
     begin = state if state is not None else start.state if start is not None else None
     if begin is not None:  # a resumed run, or a new one at the end of another run's step
         origin = run.last if state is not None else start.record["checkpoint"]
@@ -207,9 +187,10 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
                          len(labels))
         trainer.restore(begin)
     if ctx.is_main:
-        logger.keep_until(trainer.global_iteration, len(trainer.history))
+        next(h for h in trainer.hooks if isinstance(h, JsonlLogger)).keep_until(
+            trainer.global_iteration, len(trainer.history))
     if state is not None:
-        _note_precision_change(run, precision)
+        _note_precision_change(run, launch.precision)
         log.info("resuming %s at step %d, epoch %d", run.path, state["position"]["step"] + 1,
                  state["position"]["epoch"] + 1)
     elif start is not None:
@@ -217,8 +198,7 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
             Checkpointer(run).save_last(trainer)
         log.info("starting %s at step %d from %s", run.path,
                  start.state["position"]["step"] + 1, start.record["checkpoint"])
-    cache_file = _keep_feature_cache(trainer, run, cfg, identity, precision, dev, ctx,
-                                     resumed=state is not None)
+    cache_file = _keep_feature_cache(trainer, launch, identity)
     history = trainer.fit()
     if cache_file is not None:  # finished: nothing will resume it
         cache_file.unlink(missing_ok=True)
@@ -230,19 +210,74 @@ def _train(cfg: Config, run: RunDir, data_dir, format, skip_bad, progress, dev, 
     return summary
 
 
-def _keep_feature_cache(trainer: Trainer, run: RunDir, cfg: Config, identity: dict,
-                        precision: dict, dev, ctx, resumed: bool) -> Path | None:
+def _training_data(launch: Launch):
+    """(RunData, training records, label map, training-data identity); a new run writes its
+    vocabulary and RUN/meta.json; a resumed or branched run is checked against its data."""
+    cfg, run, ctx, state, start = launch.cfg, launch.run, launch.ctx, launch.state, launch.start
+    vocab = (Vocabulary.load(run.vocab) if state is not None
+             else Vocabulary.load(start.source.vocab) if start is not None else None)
+    data = load_run_data(cfg.data, launch.data_dir, launch.format, launch.skip_bad, vocab=vocab,
+                         progress=launch.progress and ctx.is_main,
+                         wordpieces=cfg.model.wordpieces, require_splits=(
+                             "train", *([cfg.eval.distractors] if cfg.train.validate
+                                        and cfg.eval.distractors else [])))
+    train_records = data.dataset.split("train")
+    labels = label_map(train_records)
+    identity = train_data_identity(launch.data_dir, data.dataset.format, train_records)
+    if start is not None:
+        check_train_data(start, identity)
+    if state is not None:
+        check_resumed_data(run, identity)
+    if state is None and ctx.is_main:
+        data.vocab.save(run.vocab)
+        atomic_write_json(run.meta, {
+            "num_classes": len(labels), "data": str(Path(launch.data_dir).resolve()),
+            "format": data.dataset.format, "vocab_size": len(data.vocab),
+            "vocab_fingerprint": data.vocab.fingerprint, "mia_version": __version__,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "world_size": ctx.world, "precision": launch.precision,
+            "train_data": identity,
+            **({"started_from": start.record} if start is not None else {})})
+    return data, train_records, labels, identity
+
+
+def _trainer(launch: Launch, data, train_records, labels, model: MIA) -> Trainer:
+    """The trainer with its pairs, sampler and hooks (validation, logs, checkpoints)."""
+    cfg, ctx = launch.cfg, launch.ctx
+    pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
+                       seed=cfg.train.seed, word_dropout=cfg.data.word_dropout)
+    sampler = UniqueImageBatchSampler(
+        pairs.image_of, cfg.train.batch_size, seed=cfg.train.seed,
+        person_of=[train_records[i].person_id for i in pairs.image_of],
+        pk=tuple(cfg.train.pk) if cfg.train.sampler == "pk" else None,
+        rank=ctx.rank, world_size=ctx.world)
+    hooks = []
+    if cfg.train.validate and "val" in data.dataset.splits:
+        hooks.append(Validator(_validation_fn(cfg, data, launch.device, ctx,
+                                              launch.precision["resolved"])))
+    elif cfg.train.validate:
+        log.warning("no 'val' split: no validation; evaluate uses the last checkpoint")
+    if ctx.is_main:
+        hooks += [JsonlLogger(launch.run.log), TensorBoardLogger(launch.run.path / "tb"),
+                  Checkpointer(launch.run)]
+    return Trainer(cfg, model, pairs, sampler, hooks, num_classes=len(labels),
+                   vocab_fingerprint=data.vocab.fingerprint, device=launch.device,
+                   progress=launch.progress, ctx=ctx, precision=launch.precision["resolved"])
+
+
+def _keep_feature_cache(trainer: Trainer, launch: Launch, identity: dict) -> Path | None:
     """RUN/cache/: the run-wide cache of the never-trained CNN stages, read back when the
     run resumes and kept up to date while it trains (one file per process)."""
     cache = trainer.shared_cache
     if cache is None:
         return None
+    cfg, run, dev = launch.cfg, launch.run, launch.device
     fingerprint = stages_fingerprint(
         trainer.model, cache.depth, train_data=identity["sha256"], height=cfg.data.height,
-        width=cfg.data.width, precision=precision["resolved"], device=dev.type,
+        width=cfg.data.width, precision=launch.precision["resolved"], device=dev.type,
         channels_last=cfg.train.channels_last, backbone=cfg.model.backbone)
-    path = run.path / "cache" / f"frozen-stages-{ctx.rank}.pt"
-    if resumed:
+    path = run.path / "cache" / f"frozen-stages-{launch.ctx.rank}.pt"
+    if launch.state is not None:
         read = cache.load(path, fingerprint)
         if read:
             log.info("feature cache: %d entries of CNN stages 1-%d read from %s", read,
