@@ -153,7 +153,7 @@ def run_add(args: argparse.Namespace) -> int:
     from mia.data.reader import open_dataset
     from mia.retrieval.growth import folder_images
     from mia.retrieval.index import GalleryIndex
-    from mia.retrieval.search import index_retriever
+    from mia.retrieval.retriever import index_retriever
     from mia.utils.errors import MiaError
 
     index = GalleryIndex.open(args.index)

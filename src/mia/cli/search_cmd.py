@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mia.retrieval.index import GalleryIndex
-    from mia.retrieval.search import Searcher, index_retriever
+    from mia.retrieval.retriever import index_retriever
+    from mia.retrieval.search import Searcher
 
     index = GalleryIndex.open(args.index, image_root=args.image_root)
     candidates = args.candidates if args.candidates != 0 else len(index)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from mia.retrieval.scoring import fused_scores
 from mia.text.queries import UNKNOWN_WORDS, QueryError, read_query
 from mia.utils.device import resolve_device
 from mia.utils.errors import MiaError
+
+if TYPE_CHECKING:
+    from mia.retrieval.index import GalleryIndex
 
 Images = ImageLike | Sequence[ImageLike]
 
@@ -237,6 +241,12 @@ class Retriever:
         l1, l2 = self._lambdas(lambda1, lambda2)
         return Searcher(index, self, lambda1=l1, lambda2=l2, backend=backend).search(
             text, k, candidates)
+
+
+def index_retriever(index: GalleryIndex, run=None, device: str = "auto") -> Retriever:
+    """The :class:`Retriever` of the run that built ``index`` (or of ``run``)."""
+    model = index.manifest["model"]
+    return Retriever.load(run or model["run"], device, None if run else model["checkpoint"])
 
 
 score = fused_scores  # mia.api.score: the same function

@@ -107,15 +107,6 @@ STALE = 0.1  # an in-process stage 1 is rebuilt when this share of its rows was 
 REGROW = 4  # ... or when it holds this many times the images it was built (trained) with
 
 
-def index_retriever(index: GalleryIndex, run=None, device: str = "auto"):
-    """The :class:`~mia.retrieval.retriever.Retriever` of the run that built ``index`` (or
-    of ``run``)."""
-    from mia.retrieval.retriever import Retriever
-
-    model = index.manifest["model"]
-    return Retriever.load(run or model["run"], device, None if run else model["checkpoint"])
-
-
 class Searcher:
     """Answers descriptions over a gallery index with a :class:`mia.api.Retriever`."""
 

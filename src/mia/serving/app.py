@@ -30,7 +30,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from mia.retrieval.index import GalleryIndex
-from mia.retrieval.search import QueryError, Searcher, index_retriever
+from mia.retrieval.retriever import index_retriever
+from mia.retrieval.search import QueryError, Searcher
 
 log = logging.getLogger(__name__)
 
