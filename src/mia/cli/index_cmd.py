@@ -21,6 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "remove images (a running server picks changes up), and put its "
                             "stage 1 on a vector database (docs/SCALE.md).")
     index_sub = parser.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
+    _register_build(index_sub)
+    _register_add(index_sub)
+    _register_remove(index_sub)
+    _register_sync(index_sub)
+
+
+def _register_build(index_sub: argparse._SubParsersAction) -> None:
     build = index_sub.add_parser("build", help="encode a gallery into an index",
                                  description=DESCRIPTION, formatter_class=HelpFormatter)
     build.add_argument("--run", required=True, metavar="RUN",
@@ -48,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--json", action="store_true", help="print the manifest as JSON")
     build.set_defaults(func=run_build)
 
+
+def _register_add(index_sub: argparse._SubParsersAction) -> None:
     add = index_sub.add_parser("add", help="encode new images into an index",
                                description=ADD_DESCRIPTION, formatter_class=HelpFormatter)
     add.add_argument("index", metavar="INDEX", help="index directory")
@@ -68,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--json", action="store_true", help="print the report as JSON")
     add.set_defaults(func=run_add)
 
+
+def _register_remove(index_sub: argparse._SubParsersAction) -> None:
     remove = index_sub.add_parser("remove", help="remove images from an index by path",
                                   description=REMOVE_DESCRIPTION,
                                   formatter_class=HelpFormatter)
@@ -78,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     remove.add_argument("--json", action="store_true", help="print the report as JSON")
     remove.set_defaults(func=run_remove)
 
+
+def _register_sync(index_sub: argparse._SubParsersAction) -> None:
     sync = index_sub.add_parser("sync", help="(re)build the index's vector-database collection",
                                 description=SYNC_DESCRIPTION, formatter_class=HelpFormatter)
     sync.add_argument("index", metavar="INDEX", help="index directory")

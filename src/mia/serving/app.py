@@ -21,6 +21,7 @@ unexpected error gets a plain 500 message, never a stack trace.
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from importlib import resources
 from pathlib import Path
@@ -84,12 +85,40 @@ class SearchRequest(BaseModel):
 def create_app(index_path: str | Path, run: str | Path | None = None,
                candidates: int | None = None, backend: str = "auto",
                image_root: str | Path | None = None, max_batch: int = 32) -> FastAPI:
+    searcher = _open_searcher(index_path, run, candidates, backend, image_root)
+    current = _index_view(searcher)
+    batcher = Batcher(searcher, max_batch)
+
+    app = FastAPI(title="MIA person search",
+                  description="Describe a pedestrian in words; get the gallery images of that "
+                  "person, ranked by MIA (Niu et al., TIP 2020), with explanations.",
+                  version="1")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # no stack traces to clients
+        log.exception("error while serving %s", request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    _add_page_routes(app, searcher, current)
+    _add_search_routes(app, batcher)
+    _add_gallery_routes(app, current)
+    return app
+
+
+def _open_searcher(index_path: str | Path, run: str | Path | None, candidates: int | None,
+                   backend: str, image_root: str | Path | None) -> Searcher:
+    """The searcher of the index, its stage 1 ready before the first request."""
     index = GalleryIndex.open(index_path, image_root=image_root)
     searcher = Searcher(index, index_retriever(index, run), candidates=candidates,
                         backend=backend)
     if searcher.backend != "milvus" and (len(index) > searcher.exhaustive_up_to
                                          or candidates is not None):
         searcher.stage1  # noqa: B018 - built (or read) now, not during the first request
+    return searcher
+
+
+def _index_view(searcher: Searcher) -> Callable[[], tuple]:
+    """The ``current()`` that the routes reading the index call."""
     cache: list = [None]  # (index, photo folder, path -> position), rebuilt after a reload
 
     def current() -> tuple:
@@ -103,23 +132,11 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
             cache[0] = entry
         return entry
 
-    batcher = Batcher(searcher, max_batch)
+    return current
 
-    app = FastAPI(title="MIA person search",
-                  description="Describe a pedestrian in words; get the gallery images of that "
-                  "person, ranked by MIA (Niu et al., TIP 2020), with explanations.",
-                  version="1")
 
-    def run_search(query: str, top: int) -> dict:
-        try:
-            return batcher.submit(query, top)
-        except QueryError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):  # no stack traces to clients
-        log.exception("error while serving %s", request.url.path)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+def _add_page_routes(app: FastAPI, searcher: Searcher, current: Callable[[], tuple]) -> None:
+    """GET / (the search page) and GET /api/health."""
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -137,6 +154,16 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
         return {"status": "ok", "gallery": len(index), "generation": index.generation,
                 "stage1": searcher.backend}
 
+
+def _add_search_routes(app: FastAPI, batcher: Batcher) -> None:
+    """GET and POST /api/search, answered in batches by ``batcher``."""
+
+    def run_search(query: str, top: int) -> dict:
+        try:
+            return batcher.submit(query, top)
+        except QueryError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+
     @app.get("/api/search")
     def search_get(q: str = Query(..., max_length=MAX_QUERY_CHARS, description="description"),
                    top: int = Query(10, ge=1, le=MAX_TOP)) -> dict:
@@ -145,6 +172,10 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
     @app.post("/api/search")
     def search_post(body: SearchRequest) -> dict:
         return run_search(body.query, body.top)
+
+
+def _add_gallery_routes(app: FastAPI, current: Callable[[], tuple]) -> None:
+    """GET /image/{i} and GET /gallery/{path}: gallery images only, inside the image root."""
 
     def gallery_file(index, root, i: int) -> FileResponse:
         path = (root / index.images[i]).resolve()
@@ -165,8 +196,6 @@ def create_app(index_path: str | Path, run: str | Path | None = None,
         if path not in by_path:
             raise HTTPException(status_code=404, detail="not a gallery image")
         return gallery_file(index, root, by_path[path])
-
-    return app
 
 
 def serve(index_path: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs) -> None:
