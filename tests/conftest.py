@@ -73,11 +73,15 @@ def synth_dir(tmp_path_factory) -> Path:
     return out
 
 
-TINY = ["model.small_width=8", "model.embed_dim=32", "model.part_channels=32",
-        "model.word_dim=16", "model.gru_hidden=16", "model.mlp_hidden=32",
-        "train.batch_size=16", "data.text_workers=1", "eval.batch_size=64",
-        "steps.step1.epochs=1", "steps.step2.epochs=2", "steps.step2.lr_step=1",
-        "steps.step3.epochs=1"]
+# The one tiny model of the tests (small backbone): tests/test_model.py builds it as a
+# ModelConfig, the rest train it through the --set overrides below.
+TINY_MODEL = {"small_width": 8, "embed_dim": 32, "part_channels": 32, "word_dim": 16,
+              "gru_hidden": 16, "mlp_hidden": 32}
+TINY_MODEL_SETS = [f"model.{key}={value}" for key, value in TINY_MODEL.items()]
+TINY = TINY_MODEL_SETS + [
+    "train.batch_size=16", "data.text_workers=1", "eval.batch_size=64",
+    "steps.step1.epochs=1", "steps.step2.epochs=2", "steps.step2.lr_step=1",
+    "steps.step3.epochs=1"]
 
 
 def exec_markdown_block(page: Path, heading: str, name: str) -> None:

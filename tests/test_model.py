@@ -6,9 +6,9 @@ import torch
 from mia.model.backbones import build_backbone
 from mia.model.mia import MIA, ModelConfig
 from mia.utils.errors import ConfigError
+from tests.conftest import TINY_MODEL
 
-TINY = ModelConfig(backbone="small", small_width=8, embed_dim=32, part_channels=32,
-                   word_dim=16, gru_hidden=16, mlp_hidden=32)
+TINY = ModelConfig(backbone="small", **TINY_MODEL)
 
 
 @pytest.mark.parametrize("name, channels, size", [
