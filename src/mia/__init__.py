@@ -14,7 +14,7 @@ from mia._version import __version__
 
 API = ("load", "export", "train", "evaluate", "create_model", "list_configs", "config", "Run",
        "Retriever")
-__all__ = [*API, "ImageEmbeddings", "TextEmbeddings", "MiaError", "__version__"]
+__all__ = [*API, "ImageEmbeddings", "TextEmbeddings", "MiaError", "QueryError", "__version__"]
 
 
 def __getattr__(name: str):  # the API imports torch: only when it is used
@@ -30,4 +30,8 @@ def __getattr__(name: str):  # the API imports torch: only when it is used
         from mia.utils.errors import MiaError
 
         return MiaError
+    if name == "QueryError":
+        from mia.text.queries import QueryError
+
+        return QueryError
     raise AttributeError(f"module 'mia' has no attribute {name!r}")

