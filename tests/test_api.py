@@ -132,3 +132,22 @@ def test_load_takes_a_checkpoint_file(trained_run):
     run = trained_run[0]
     by_file = mia.load(run / "checkpoints" / "last.pt", device="cpu")
     assert by_file.trained.checkpoint.name == "last.pt"
+
+
+def test_mia_evaluate_takes_exactly_the_options_of_mia_evaluate_the_command():
+    """mia.evaluate spells out EvalOptions' fields as keywords (for help() and IDEs): the
+    two lists, and their defaults, cannot drift apart (the API does not show progress bars
+    by default; the command does)."""
+    import dataclasses
+    import inspect
+
+    import mia
+    from mia.evaluation.run_eval import EvalOptions
+
+    params = {name: p.default for name, p in inspect.signature(mia.evaluate).parameters.items()
+              if p.kind is p.KEYWORD_ONLY}
+    fields = {f.name: f.default for f in dataclasses.fields(EvalOptions)}
+    assert params.keys() == fields.keys()
+    assert {k: v for k, v in params.items() if k != "progress"} == {
+        k: v for k, v in fields.items() if k != "progress"}
+    assert (params["progress"], fields["progress"]) == (False, True)

@@ -167,13 +167,13 @@ def evaluate(model: PathLike, data: PathLike, split: str = "test", *,
     lambda2 on this split (never test), store them as RUN/fusion.json, report with them.
     ``rerank`` (K, BETA): also report sF re-ranked by the gallery's image-image similarities
     ("sF_rerank"; :mod:`mia.evaluation.rerank`)."""
-    from mia.evaluation.run_eval import evaluate_run
+    from mia.evaluation.run_eval import EvalOptions, evaluate_run
 
-    return evaluate_run(Path(model), Path(data), split, checkpoint=checkpoint, format=format,
-                        skip_bad=skip_bad, sweep=sweep, lambda1=lambda1, lambda2=lambda2,
-                        device=device, memory_mb=memory_mb, score_dtype=score_dtype,
-                        progress=progress, save=save, distractors=distractors,
-                        choose_lambdas=choose_lambdas, rerank=rerank)
+    return evaluate_run(Path(model), Path(data), split, EvalOptions(
+        checkpoint=checkpoint, format=format, skip_bad=skip_bad, sweep=sweep, lambda1=lambda1,
+        lambda2=lambda2, device=device, memory_mb=memory_mb, score_dtype=score_dtype,
+        distractors=distractors, choose_lambdas=choose_lambdas, rerank=rerank,
+        progress=progress, save=save))
 
 
 def _as_sets(overrides: dict) -> list[str]:

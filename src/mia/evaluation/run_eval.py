@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,62 +24,79 @@ from mia.utils.io import atomic_write_json
 from mia.utils.memory import keep_freed_memory
 
 
-def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test", *,
-                 checkpoint: str | Path | None = None, format: str | None = None,
-                 skip_bad: bool = False, sweep: bool = False, lambda1: float | None = None,
-                 lambda2: float | None = None, device: str = "auto", memory_mb: float = 1024,
-                 score_dtype: str = "fp32", progress: bool = True, save: bool = True,
-                 distractors: str | None = None, choose_lambdas: bool = False,
-                 rerank: tuple[int, float] | None = None) -> dict:
-    """Evaluate a trained run (or an exported file) on a split; the result is also saved
-    under RUN/eval/ (an export: FILE.eval/). ``choose_lambdas``: choose lambda1 / lambda2
-    on this split (:mod:`mia.evaluation.fusion`), store them as RUN/fusion.json for the
-    checkpoint, and report with them (never on a test split). ``rerank`` (K, BETA): also
-    report sF re-ranked with the gallery's image-image similarities
-    (:mod:`mia.evaluation.rerank`) as "sF_rerank"."""
-    if choose_lambdas:
-        _check_choosable(run, split, lambda1, lambda2)
+@dataclass(frozen=True)
+class EvalOptions:
+    """Every option of ``mia evaluate`` (``mia.evaluate``'s keywords, the command's flags),
+    declared once. ``choose_lambdas``: choose lambda1 / lambda2 on the split
+    (:mod:`mia.evaluation.fusion`), store them as RUN/fusion.json for the checkpoint and
+    report with them (never on a test split). ``rerank`` (K, BETA): also report sF
+    re-ranked with the gallery's image-image similarities (:mod:`mia.evaluation.rerank`)
+    as "sF_rerank"."""
+
+    checkpoint: str | Path | None = None
+    format: str | None = None
+    skip_bad: bool = False
+    sweep: bool = False
+    lambda1: float | None = None
+    lambda2: float | None = None
+    device: str = "auto"
+    memory_mb: float = 1024
+    score_dtype: str = "fp32"
+    distractors: str | None = None
+    choose_lambdas: bool = False
+    rerank: tuple[int, float] | None = None
+    progress: bool = True
+    save: bool = True
+
+
+def evaluate_run(run: str | Path, data_dir: str | Path, split: str = "test",
+                 options: EvalOptions | None = None, **fields) -> dict:
+    """Evaluate a trained run (or an exported file) on a split with ``options`` (or the
+    :class:`EvalOptions` ``fields`` given as keywords); the result is also saved under
+    RUN/eval/ (an export: FILE.eval/)."""
+    o = dataclasses.replace(options or EvalOptions(), **fields)
+    if o.choose_lambdas:
+        _check_choosable(run, split, o.lambda1, o.lambda2)
     keep_freed_memory()
-    dev = resolve_device(device)
-    trained = load_trained(run, checkpoint, dev)
+    dev = resolve_device(o.device)
+    trained = load_trained(run, o.checkpoint, dev)
     cfg = trained.config
-    data = load_run_data(cfg.data, data_dir, format, skip_bad, vocab=trained.vocab,
-                         progress=progress, wordpieces=cfg.model.wordpieces)
+    data = load_run_data(cfg.data, data_dir, o.format, o.skip_bad, vocab=trained.vocab,
+                         progress=o.progress, wordpieces=cfg.model.wordpieces)
     started = time.time()
-    inputs, img, txt = encode_split(trained, data, split, dev, progress, distractors)
+    inputs, img, txt = encode_split(trained, data, split, dev, o.progress, o.distractors)
     encoded = time.time()
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[score_dtype]
-    scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=memory_mb, dtype=dtype)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[o.score_dtype]
+    scores = granularity_scores(img.to(dev), txt.to(dev), memory_mb=o.memory_mb, dtype=dtype)
     scores = {k: v.cpu() for k, v in scores.items()}
-    fusion = None
-    if choose_lambdas:
-        fusion = choose_lambdas_on(trained, scores, inputs, split, distractors)
-    l1, l2 = trained.lambdas(lambda1, lambda2)
+    fusion = (choose_lambdas_on(trained, scores, inputs, split, o.distractors)
+              if o.choose_lambdas else None)
+    l1, l2 = trained.lambdas(o.lambda1, o.lambda2)
     result = evaluate_scores(scores, inputs, l1, l2)
     if fusion is not None:
         result["fusion"] = fusion
-    if rerank is not None:
-        reranked = expand(fuse(scores, l1, l2), image_affinity(img.to("cpu")), *rerank)
+    if o.rerank is not None:
+        reranked = expand(fuse(scores, l1, l2), image_affinity(img.to("cpu")), *o.rerank)
         result["sF_rerank"] = rank_metrics(reranked, inputs.query_pids, inputs.gallery_pids)
     subsets = per_subset(scores, inputs, l1, l2)
     if subsets:
         result["subsets"] = subsets
-    if sweep:
+    if o.sweep:
         result["sweep"] = lambda_sweeps(scores, inputs)
     result["meta"] = {
         "run": str(run), "checkpoint": str(trained.checkpoint), "data": str(data_dir),
-        "split": split, "distractors": distractors, "queries": len(inputs.query_texts),
-        "images": len(inputs.gallery),
-        "lambda1": l1, "lambda2": l2, "lambdas_from": (
-            "given" if lambda1 is not None or lambda2 is not None else trained.lambdas_source),
-        "score_dtype": score_dtype,
-        "rerank": None if rerank is None else {"k": rerank[0], "beta": rerank[1]},
+        "split": split, "distractors": o.distractors, "queries": len(inputs.query_texts),
+        "images": len(inputs.gallery), "lambda1": l1, "lambda2": l2, "lambdas_from": (
+            "given" if o.lambda1 is not None or o.lambda2 is not None
+            else trained.lambdas_source),
+        "score_dtype": o.score_dtype,
+        "rerank": None if o.rerank is None else {"k": o.rerank[0], "beta": o.rerank[1]},
         "encode_seconds": round(encoded - started, 2),
         "score_seconds": round(time.time() - encoded, 2), "config": cfg.name,
         "unknown_word_fraction": _unknown_fraction(data, inputs.query_texts),
     }
-    if save:
-        name = (f"{split}{'+' + distractors if distractors else ''}-"
+    if o.save:
+        name = (f"{split}{'+' + o.distractors if o.distractors else ''}-"
                 f"{Path(trained.checkpoint).stem}.json")
         atomic_write_json(eval_dir(trained) / name, result)
     return result
