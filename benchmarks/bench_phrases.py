@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mia.data.synth.attributes import sample_identities
-from mia.data.synth.captions import write_caption
+from mia.synth.attributes import sample_identities
+from mia.synth.captions import write_caption
 from mia.text.cache import load_or_parse
 
 

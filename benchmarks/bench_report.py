@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
-from mia.data.synth.generate import generate_dataset  # noqa: E402
+from mia.synth.generate import generate_dataset  # noqa: E402
 from mia.viz import report  # noqa: E402
 
 

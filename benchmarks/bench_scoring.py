@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, synthetic_embeddings, timeit  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
 from mia.model.similarity import fuse  # noqa: E402
-from mia.retrieval.scoring import score_all  # noqa: E402
+from mia.scoring.exact import score_all  # noqa: E402
 from mia.utils.device import cpu_bf16_native  # noqa: E402
 
 
@@ -89,7 +89,7 @@ PEAK_CODE = """
 import gc, sys, threading, time
 sys.path.insert(0, {bench!r})
 from common import synthetic_embeddings
-from mia.retrieval.scoring import score_all
+from mia.scoring.exact import score_all
 
 def rss():
     for line in open("/proc/self/status"):

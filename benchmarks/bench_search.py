@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, timeit  # noqa: E402
 from mia.model.embeddings import TextEmbeddings  # noqa: E402
 from mia.retrieval.index import GalleryIndex  # noqa: E402
-from mia.retrieval.scoring import score_all  # noqa: E402
 from mia.retrieval.search import Searcher  # noqa: E402
+from mia.scoring.exact import score_all  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -30,8 +30,8 @@ from bench_phrases import make_captions  # noqa: E402
 from common import machine_line  # noqa: E402
 from mia.artifacts.run import load_trained  # noqa: E402
 from mia.config import load_config  # noqa: E402
-from mia.data.synth import generate_dataset  # noqa: E402
 from mia.retrieval.index import FORMAT, RECORD, model_fingerprint  # noqa: E402
+from mia.synth.generate import generate_dataset  # noqa: E402
 from mia.training.launch import train  # noqa: E402
 from mia.utils.io import atomic_write_json  # noqa: E402
 

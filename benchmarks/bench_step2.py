@@ -39,9 +39,9 @@ from mia.config import load_config  # noqa: E402
 from mia.data.loading import TrainPairs, collate_pairs  # noqa: E402
 from mia.data.pipeline import load_run_data  # noqa: E402
 from mia.data.records import label_map  # noqa: E402
-from mia.data.synth import generate_dataset  # noqa: E402
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings  # noqa: E402
 from mia.model.mia import MIA  # noqa: E402
+from mia.synth.generate import generate_dataset  # noqa: E402
 from mia.training.distributed import DistContext  # noqa: E402
 from mia.training.objectives import MatchingConfig, compute_losses, needs  # noqa: E402
 from mia.training.step import PHRASE_KEYS, TEXT_KEYS, TrainingStep  # noqa: E402

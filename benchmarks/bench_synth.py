@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 
 try:
-    from mia.data.synth import generate_dataset
+    from mia.synth.generate import generate_dataset
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from mia.data.synth import generate_dataset
+    from mia.synth.generate import generate_dataset
 
 SIZES = ((384, 128), (192, 64))
 PER_ID = 3

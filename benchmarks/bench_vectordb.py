@@ -45,8 +45,8 @@ from common import machine_line  # noqa: E402
 from mia.retrieval import growth  # noqa: E402
 from mia.retrieval.candidates import BACKENDS, CandidateIndex  # noqa: E402
 from mia.retrieval.index import FORMAT, RECORD, GalleryIndex  # noqa: E402
-from mia.retrieval.scoring import score_all  # noqa: E402
 from mia.retrieval.search import CACHED, Searcher  # noqa: E402
+from mia.scoring.exact import score_all  # noqa: E402
 from mia.utils.io import atomic_write_json  # noqa: E402
 
 N_PARTS = 6

@@ -32,7 +32,7 @@ from mia.evaluation.metrics import rank_metrics  # noqa: E402
 from mia.evaluation.rerank import RERANK_GRID, expand, image_affinity  # noqa: E402
 from mia.evaluation.run_eval import encode_split  # noqa: E402
 from mia.model.similarity import fuse  # noqa: E402
-from mia.retrieval.scoring import granularity_scores  # noqa: E402
+from mia.scoring.exact import granularity_scores  # noqa: E402
 
 
 def fold(inputs: EvalInputs, rows: torch.Tensor) -> EvalInputs:

@@ -66,7 +66,7 @@ def dataset_factory(tmp_path):
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """A small synthetic pedestrian set (CUHK-PEDES format) shared by the slow tests."""
-    from mia.data.synth import generate_dataset
+    from mia.synth.generate import generate_dataset
 
     out = tmp_path_factory.mktemp("synth") / "synth"
     generate_dataset(out, n_ids=30, seed=3, height=96, width=32, images_per_id=(2, 3))

@@ -27,7 +27,7 @@ def test_index_holds_every_test_image_once(index_dir, synth_dir):
 def test_index_features_equal_encoding_the_images(index_dir, trained_run, synth_dir):
     from mia.data.loading import ImageStore
     from mia.data.reader import open_dataset
-    from mia.retrieval.encode import encode_gallery
+    from mia.scoring.encode import encode_gallery
 
     trained = mia.load(trained_run[0]).trained
     ds = open_dataset(synth_dir)

@@ -9,9 +9,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mia"
 
 # Lowest first. A part is a subpackage or a top-level module of mia; the package's own
 # __init__ (the lazy facade ``mia.load`` etc.) sits on top.
-LAYERS = ["_version", "utils", "text", "model", "config", "data", "artifacts", "retrieval",
-          "evaluation", "training", "viz", "serving", "demo", "api", "cli", "__main__",
-          "__init__"]
+LAYERS = ["_version", "utils", "synth", "text", "model", "config", "data", "scoring",
+          "artifacts", "retrieval", "evaluation", "training", "viz", "serving", "demo", "api",
+          "cli", "__main__", "__init__"]
 
 
 def part_of(module: str) -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mia.model.similarity import similarities
-from mia.retrieval.scoring import ALL_KEYS, score_all
+from mia.scoring.exact import ALL_KEYS, score_all
 from tests.reference_mia import all_pairs, keyed
 from tests.test_similarity import random_embeddings
 

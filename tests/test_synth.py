@@ -1,4 +1,4 @@
-"""Behaviour of the synthetic CUHK-PEDES-format generator (mia.data.synth)."""
+"""Behaviour of the synthetic CUHK-PEDES-format generator (mia.synth)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mia.data.synth import generate_dataset
-from mia.data.synth.attributes import (
+from mia.synth.attributes import (
     ATTRIBUTE_KEYS,
     COLOUR_RGB,
     FUZZY_NEIGHBOURS,
@@ -21,7 +20,7 @@ from mia.data.synth.attributes import (
     sample_attributes,
     signature,
 )
-from mia.data.synth.captions import (
+from mia.synth.captions import (
     CARRY_NOUNS,
     COLOUR_SURFACES,
     HAIR_SURFACES,
@@ -30,8 +29,8 @@ from mia.data.synth.captions import (
     SHOE_NOUNS,
     UPPER_NOUNS,
 )
-from mia.data.synth.generate import build_identities
-from mia.data.synth.render import SOURCES, camera_scene, render_image, sample_appearance
+from mia.synth.generate import build_identities, generate_dataset
+from mia.synth.render import SOURCES, camera_scene, render_image, sample_appearance
 
 H, W = 96, 32
 N_IDS = 40

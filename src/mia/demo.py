@@ -14,9 +14,9 @@ from pathlib import Path
 
 from mia.artifacts.run import RunDir
 from mia.config import load_config
-from mia.data.synth import generate_dataset
 from mia.evaluation.report import results_table
 from mia.evaluation.run_eval import evaluate_run
+from mia.synth.generate import generate_dataset
 from mia.training.launch import train
 from mia.utils.io import atomic_write_json, atomic_write_text
 

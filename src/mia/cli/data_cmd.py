@@ -150,7 +150,7 @@ def run_phrases(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from mia.data.synth import generate_dataset
+    from mia.synth.generate import generate_dataset
 
     try:
         summary = generate_dataset(args.out, n_ids=args.ids, seed=args.seed, height=args.height,

@@ -16,8 +16,8 @@ from mia.evaluation.fusion import choose_lambdas, save_fusion
 from mia.evaluation.metrics import rank_metrics
 from mia.evaluation.rerank import expand, image_affinity
 from mia.model.similarity import fuse
-from mia.retrieval.encode import encode_captions, encode_gallery
-from mia.retrieval.scoring import granularity_scores
+from mia.scoring.encode import encode_captions, encode_gallery
+from mia.scoring.exact import granularity_scores
 from mia.utils.device import resolve_device
 from mia.utils.errors import MiaError
 from mia.utils.io import atomic_write_json

@@ -9,7 +9,7 @@ weighted sum needs only dot products and a Gram matrix,
 
 so the work is a few matrix products plus small ``n x n`` / ``m x m`` quadratic forms.
 The same code gives the in-batch ``B x B`` matrices of the matching losses (it is
-differentiable) and, chunked by :mod:`mia.retrieval.scoring`, the gallery-scale scores.
+differentiable) and, chunked by :mod:`mia.scoring.exact`, the gallery-scale scores.
 Shapes: ``D`` joint dimension, ``n`` parts per image, ``m`` phrases per caption (padded,
 ``phrase_mask``). The MLP outputs arrive as attention keys (``attention_keys``: unit length
 times the attention scale s), so an attention logit is a plain dot product, s * cos(...).

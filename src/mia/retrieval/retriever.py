@@ -2,8 +2,8 @@
 ``mia evaluate`` does (Eq. 4-18), explain a match, build and search gallery indexes.
 
 :class:`Retriever` is what :func:`mia.load` returns. Its encoders go through the one
-encoding path of :mod:`mia.retrieval.encode` (also used by evaluation, validation and the
-index) and its scores through :func:`mia.retrieval.scoring.fused_scores`.
+encoding path of :mod:`mia.scoring.encode` (also used by evaluation, validation and the
+index) and its scores through :func:`mia.scoring.exact.fused_scores`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from mia.data.images import ImageLike, load_image, normalize, to_pixels
 from mia.data.loading import CaptionCorpus, collate_captions
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import paired_attention
-from mia.retrieval.encode import encode_batches
-from mia.retrieval.scoring import fused_scores
+from mia.scoring.encode import encode_batches
+from mia.scoring.exact import fused_scores
 from mia.text.queries import UNKNOWN_WORDS, QueryError, read_query
 from mia.utils.device import resolve_device
 from mia.utils.errors import MiaError

@@ -23,8 +23,8 @@ from mia.model.similarity import fuse, paired_attention
 from mia.retrieval.candidates import CandidateIndex
 from mia.retrieval.growth import stage1_db
 from mia.retrieval.index import GalleryIndex, check_fingerprint, model_fingerprint
-from mia.retrieval.scoring import Gallery, score_all, score_prepared
 from mia.retrieval.vectordb import VectorDB
+from mia.scoring.exact import Gallery, score_all, score_prepared
 from mia.text.queries import QueryError, read_query
 from mia.utils.errors import MiaError
 from mia.utils.io import atomic_open

@@ -233,7 +233,7 @@ def _write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
 def _meta(params: dict, identities: list[dict]) -> dict:
     """Contents of ``synth_meta.json``."""
     return {
-        "generator": "mia.data.synth", "version": GENERATOR_VERSION, "seed": params["seed"],
+        "generator": "mia.synth", "version": GENERATOR_VERSION, "seed": params["seed"],
         "params": params, "source_weights": SOURCE_WEIGHTS,
         "attribute_keys": list(ATTRIBUTE_KEYS),
         "fuzzy_neighbours": {k: list(v) for k, v in FUZZY_NEIGHBOURS.items()},

@@ -24,8 +24,8 @@ from mia.data.records import label_map
 from mia.evaluation.evaluate import EvalInputs, evaluate_scores
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.mia import MIA
-from mia.retrieval.encode import encode_captions, encode_gallery
-from mia.retrieval.scoring import granularity_scores
+from mia.scoring.encode import encode_captions, encode_gallery
+from mia.scoring.exact import granularity_scores
 from mia.text.vocab import Vocabulary
 from mia.training import distributed
 from mia.training.branch import Start, check_train_data, load_start

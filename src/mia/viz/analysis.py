@@ -15,7 +15,7 @@ from mia.evaluation.evaluate import EvalInputs
 from mia.evaluation.run_eval import encode_split
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.similarity import fuse, paired_attention
-from mia.retrieval.scoring import granularity_scores
+from mia.scoring.exact import granularity_scores
 
 # rankings shown side by side in Fig. 8 (granularities of one MIA model)
 RANKINGS = ("GC", "GC+RGA", "MIA")
