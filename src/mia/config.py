@@ -27,6 +27,7 @@ from mia.model.backbones import BACKBONES, backbone_stride, stage_prefixes
 from mia.model.mia import MAX_ATTENTION_SCALE, PARAMETER_GROUPS, ModelConfig
 from mia.model.text_encoder import WORD_ENCODERS
 from mia.text.phrases import PHRASE_MODES
+from mia.utils.choices import PRECISIONS
 from mia.utils.errors import ConfigError
 
 # shipped inside the package (configs/ at the top of the checkout links here)
@@ -373,7 +374,7 @@ def _validate_train(t: TrainConfig) -> None:
            f"{t.drop_hardest_warmup}")
     _check(0 <= t.label_smoothing < 1,
            f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
-    _choice("train.precision", t.precision, ("auto", "fp32", "bf16", "fp16"))
+    _choice("train.precision", t.precision, PRECISIONS)
     _choice("train.device", t.device, ("auto", "cpu", "cuda"))
     _check(t.grad_clip is None or t.grad_clip > 0,
            f"train.grad_clip: must be null or positive, got {t.grad_clip}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mia.cli.common import HelpFormatter, add_data_options, positive_int, print_json
+from mia.utils.choices import PRECISIONS
 
 DESCRIPTION = """Train MIA (or one of the paper's ablations) with step training.
 
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the same (the first difference is named)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="override train.device")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="override train.precision; auto (train.precision's default) "
                         "= bf16 where it is native (a CPU with avx512_bf16/amx_bf16, a GPU "
                         "with bf16), else fp32, logged and kept in RUN/meta.json; fp16 "

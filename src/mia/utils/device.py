@@ -13,12 +13,15 @@ from collections.abc import Iterable
 
 import torch
 
+from mia.utils.choices import AUTOCAST, PRECISIONS
 from mia.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISIONS = ("auto", *AUTOCAST_DTYPES)
+# explicit precision -> autocast dtype (None: fp32, no autocast); the names are
+# mia.utils.choices' (PRECISIONS, re-exported here, adds auto)
+AUTOCAST_DTYPES = {name: None if dtype is None else getattr(torch, dtype)
+                   for name, dtype in AUTOCAST.items()}
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 CPU flags of native bf16 arithmetic
 
 
