@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from mia.utils.choices import SEARCH_BACKENDS
+
 
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
@@ -54,7 +56,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows defaults and keeps the description's line breaks."""
 
 
-BACKENDS = ("auto", "torch", "faiss-flat", "faiss-ivf", "faiss-ivf-sq8", "faiss-hnsw", "milvus")
+BACKENDS = SEARCH_BACKENDS  # mia.utils.choices: importing retrieval would import torch
 BACKEND_HELP = ("stage-1 candidate search: auto = the index's vector database when it has "
                 "one (mia index sync), else exact torch in this process; faiss-ivf-sq8 = "
                 "inverted lists of 8-bit features in this process (1 GB per million images at "

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mia.utils.choices import CANDIDATE_BACKENDS
 from mia.utils.errors import MiaError
 
-BACKENDS = ("torch", "faiss-flat", "faiss-ivf", "faiss-ivf-sq8", "faiss-hnsw")
+BACKENDS = CANDIDATE_BACKENDS  # the names are mia.utils.choices' (the CLI offers them)
 # cells probed by default: faiss-ivf-sq8 at 128 found 99% of the exhaustive top-10 over
 # 1,000,000 synthetic images (README "Benchmarks"), 32 found 98.2%
 NPROBE = {"faiss-ivf": 32, "faiss-ivf-sq8": 128}
