@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from mia.data.formats import FORMATS
 from mia.utils.choices import SEARCH_BACKENDS
 
 
@@ -15,7 +16,7 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-FORMAT_CHOICES = ("cuhk-pedes", "icfg-pedes", "rstpreid")
+FORMAT_CHOICES = tuple(FORMATS)  # the formats registry (torch-free, like this module)
 
 
 def _number(kind: type, low: float, high: float | None = None):
