@@ -32,7 +32,13 @@ from mia.utils.errors import ConfigError
 
 # shipped inside the package (configs/ at the top of the checkout links here)
 CONFIG_DIR = Path(str(resources.files("mia") / "configs"))
-LOSS_NAMES = ("id", "gc", "rga_it", "rga_ti", "bfm_pn", "bfm_np")
+# The losses a step may name (StepConfig.losses), computed by training/objectives.py:
+IDENTITY_LOSS = "id"  # Eq. 19: one classifier on the global features of images and texts
+# each matching loss (Eq. 20) -> (the granularity model.similarity.similarities() computes
+# for it, the similarity it compares)
+MATCHING_SIMILARITY = {"gc": ("g", "sG"), "rga_it": ("r", "sI"), "rga_ti": ("r", "sT"),
+                       "bfm_pn": ("l", "sP"), "bfm_np": ("l", "sN")}
+LOSS_NAMES = (IDENTITY_LOSS, *MATCHING_SIMILARITY)
 MATCHING_LOSSES = ("sum_hinge", "max_hinge", "contrastive")  # training/objectives.py
 NEGATIVES = ("image", "identity")
 SUBSET_NAMES = ("CUHK01", "CUHK03", "Market", "SSM", "VIPER")  # data/subsets.py

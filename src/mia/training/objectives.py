@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mia.config import TrainConfig
+from mia.config import IDENTITY_LOSS, MATCHING_SIMILARITY, TrainConfig
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.mia import MIA
 from mia.model.similarity import similarities
 
-# matching loss name -> (granularity computed by similarities(), similarity it uses)
-MATCHING = {"gc": ("g", "sG"), "rga_it": ("r", "sI"), "rga_ti": ("r", "sT"),
-            "bfm_pn": ("l", "sP"), "bfm_np": ("l", "sN")}
+# matching loss name -> (granularity computed by similarities(), similarity it uses): the
+# table of mia.config, which validates a step's loss names against it (LOSS_NAMES)
+MATCHING = MATCHING_SIMILARITY
 
 
 @dataclass(frozen=True)
@@ -170,11 +170,11 @@ def compute_losses(model: MIA, img: ImageEmbeddings, txt: TextEmbeddings, labels
                 pair_terms[name] = matching_pairs(sims[MATCHING[name][1]], negatives, matching)
     if pair_terms and drop_fraction > 0:
         weight = drop_hardest(weight, sum(pair_terms.values()), drop_fraction)
-    if "id" in losses:  # Eq. 19: one classifier W_s shared by images and texts
+    if IDENTITY_LOSS in losses:  # Eq. 19: one classifier W_s shared by images and texts
         for name, feats in (("id_image", img.global_), ("id_text", txt.global_)):
             per_pair = F.cross_entropy(model.classifier(feats), labels,
                                        label_smoothing=label_smoothing, reduction="none")
-            terms[name] = losses["id"] * weighted_mean(per_pair, weight)
+            terms[name] = losses[IDENTITY_LOSS] * weighted_mean(per_pair, weight)
     for name, per_pair in pair_terms.items():
         terms[f"match_{name}"] = losses[name] * weighted_mean(per_pair, weight)
     return terms
