@@ -1,4 +1,11 @@
-"""``mia train``: step training of a configuration on a dataset."""
+"""``mia train``: step training of a configuration on a dataset.
+
+``--pretrained``, ``--word-vectors`` and ``--precision`` are short for ``--set KEY=VALUE``
+(:data:`CONFIG_FLAGS`): config values, saved with the run, so they need ``--config`` (a
+resumed run keeps its saved config). ``--device`` is not one of them: it is a runtime
+choice that a resumed run may change (it overrides ``train.device`` of the config or of
+the saved one), so it goes to :func:`mia.api.train` as the keyword ``device=``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,12 @@ import argparse
 
 from mia.cli.common import HelpFormatter, add_data_options, positive_int, print_json
 from mia.utils.choices import PRECISIONS
+
+# flag -> the config key it sets: run() turns each given one into a --set override, and
+# without --config names them all in its error (their dest is argparse's: --word-vectors
+# -> args.word_vectors)
+CONFIG_FLAGS = {"--pretrained": "model.pretrained", "--word-vectors": "model.word_vectors",
+                "--precision": "train.precision"}
 
 DESCRIPTION = """Train MIA (or one of the paper's ablations) with step training.
 
@@ -42,16 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the same (the first difference is named)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="override train.device")
+    key = CONFIG_FLAGS["--precision"]
     parser.add_argument("--precision", choices=PRECISIONS,
-                        help="override train.precision; auto (train.precision's default) "
+                        help=f"override {key}; auto ({key}'s default) "
                         "= bf16 where it is native (a CPU with avx512_bf16/amx_bf16, a GPU "
                         "with bf16), else fp32, logged and kept in RUN/meta.json; fp16 "
                         "needs a GPU")
     parser.add_argument("--pretrained", metavar="PATH|imagenet",
                         help="initial CNN weights: a local state_dict file or 'imagenet' "
-                        "(sets model.pretrained)")
+                        f"(sets {CONFIG_FLAGS['--pretrained']})")
     parser.add_argument("--word-vectors", metavar="PATH|glove-6b-50d",
-                        help="initial word embeddings (sets model.word_vectors)")
+                        help=f"initial word embeddings (sets {CONFIG_FLAGS['--word-vectors']})")
     parser.add_argument("--nproc", type=positive_int, default=1,
                         help="processes (one per GPU); runs itself under torchrun")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -68,14 +82,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _relaunch_under_torchrun(args.nproc, args.argv)
-    sets = list(args.set) + [f"{key}={value}" for key, value in (
-        ("model.pretrained", args.pretrained), ("model.word_vectors", args.word_vectors),
-        ("train.precision", args.precision)) if value]
+    sets = list(args.set) + config_flag_overrides(args)
     config = None
     if args.config:
         config = load_config(args.config, sets)
     elif sets:
-        raise ConfigError("--set/--pretrained/--word-vectors/--precision need --config "
+        raise ConfigError(f"{'/'.join(['--set', *CONFIG_FLAGS])} need --config "
                           "(a resumed run keeps its saved config)")
     summary = mia.api.train(config, args.data, args.out, resume=args.resume,
                             format=args.format, skip_bad=args.skip_bad,
@@ -89,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
               + (f"; best {best['metric']} = {best['value']:.2f} (step {best['step']}, "
                  f"epoch {best['epoch']})" if best else ""))
     return 0
+
+
+def config_flag_overrides(args: argparse.Namespace) -> list[str]:
+    """``KEY=VALUE`` of each :data:`CONFIG_FLAGS` flag given, in the table's order."""
+    given = ((key, getattr(args, flag[2:].replace("-", "_")))
+             for flag, key in CONFIG_FLAGS.items())
+    return [f"{key}={value}" for key, value in given if value]
 
 
 def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
