@@ -76,3 +76,24 @@ def test_the_check_sees_an_upward_import():
     tree = ast.parse("def f():\n    from mia.api import load\n")
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
     assert LAYERS.index(part_of(node.module)) > LAYERS.index(part_of("mia.retrieval.search"))
+
+
+def test_the_architecture_page_lists_exactly_the_parts_in_their_order():
+    page = (PACKAGE.parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = page.split("## The parts, lowest first", 1)[1].split("\n## ", 1)[0]
+    listed = [row.split("`")[1].rstrip("/") for row in table.splitlines()
+              if row.startswith("| `")]
+    assert listed == LAYERS
+
+
+def test_each_part_says_its_concern_and_lists_its_public_modules_importing_nothing():
+    for part in (p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
+        tree = ast.parse((part / "__init__.py").read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), f"{part.name}/__init__.py: no docstring"
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))], (
+            f"{part.name}/__init__.py imports")
+        declared = next(ast.literal_eval(n.value) for n in tree.body
+                        if isinstance(n, ast.Assign) and n.targets[0].id == "__all__")
+        public = sorted([p.stem for p in part.glob("*.py") if not p.name.startswith("_")]
+                        + [p.name for p in part.iterdir() if (p / "__init__.py").is_file()])
+        assert sorted(declared) == public, part.name

@@ -75,7 +75,8 @@ BROKEN = [
     (lambda e: e.update(file_path=7),
      "entry 3 \\(id 2\\): field 'file_path': expected a non-empty string"),
     (lambda e: e.update(split="testing"), "entry 3 \\(id 2\\): field 'split': unknown split "
-                                          "'testing' \\(valid for cuhk-pedes: train, val, test\\)"),
+                                          "'testing' \\(valid for cuhk-pedes: train, val, test, "
+                                          "distractors\\)"),
 ]
 
 
