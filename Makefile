@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo        end-to-end run on the built-in synthetic pedestrian set (CPU, ~10 min);
+#   make demo        end-to-end run on the built-in synthetic pedestrian set (about 8 min on
+#                    2 quiet CPU cores);
 #                    installs the package with only what the demo uses: no extra
 #   make test        the whole test suite (every tier below), after ruff; installs every extra
 #                    and, through `make browser-deps`, Debian's chromium for the browser test
