@@ -33,7 +33,7 @@ def test_temporaries_of_a_killed_write_are_removed_and_a_failed_cache_save_is_su
     """A process killed mid-write leaves its temporary file (GBs for a feature cache); the
     next run removes it. A cache that cannot be written (disk full) warns once and training
     goes on: it only saves time."""
-    from mia.training.hooks import FeatureCacheKeeper
+    from mia.training.feature_cache import FeatureCacheKeeper
     from mia.utils.io import remove_stale_temporaries
 
     (tmp_path / "cache").mkdir()

@@ -277,7 +277,7 @@ def test_fine_tuned_minilm_layers_learn_at_a_scaled_rate():
 
 
 def test_a_run_wide_cache_of_the_never_trained_stages_feeds_each_steps_own_cache():
-    from mia.training.step import FrozenFeatureCache
+    from mia.training.feature_cache import FrozenFeatureCache
 
     torch.manual_seed(0)
     model = MIA(options(frozen_stages=2), vocab_size=20, num_classes=3)
@@ -308,7 +308,7 @@ def test_a_run_wide_cache_of_the_never_trained_stages_feeds_each_steps_own_cache
 
 def test_the_run_wide_cache_survives_a_session_only_for_the_same_stages_and_images(
         tmp_path, caplog):
-    from mia.training.step import FrozenFeatureCache, stages_fingerprint
+    from mia.training.feature_cache import FrozenFeatureCache, stages_fingerprint
 
     torch.manual_seed(0)
     model = MIA(options(frozen_stages=2), vocab_size=20, num_classes=3)

@@ -147,12 +147,12 @@ def test_a_checkpoint_keeps_the_fp16_loss_scale(trained_run, tmp_path):
 
 def test_a_resumed_run_reads_the_frozen_stages_cache_from_disk_and_ends_the_same(
         synth_dir, tmp_path, monkeypatch, caplog):
-    from mia.training import hooks
+    from mia.training.feature_cache import FeatureCacheKeeper
 
     cfg = tiny("model.frozen_stages=2", "train.feature_cache_mb=64")
     train(cfg, synth_dir, tmp_path / "whole", progress=False)
     assert not (tmp_path / "whole/cache/frozen-stages-0.pt").exists()  # finished: removed
-    train_until_killed(monkeypatch, hooks.FeatureCacheKeeper, cfg, synth_dir, tmp_path / "r")
+    train_until_killed(monkeypatch, FeatureCacheKeeper, cfg, synth_dir, tmp_path / "r")
     cache = tmp_path / "r/cache/frozen-stages-0.pt"
     saved = torch.load(cache, weights_only=True)
     images = RunDir(tmp_path / "r").load_meta()["train_data"]["images"]

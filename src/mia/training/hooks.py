@@ -155,32 +155,6 @@ class Checkpointer(Hook):
         self._save(trainer, self.run.checkpoints / f"{step_name}.pt")
 
 
-class FeatureCacheKeeper(Hook):
-    """Keeps the run-wide cache of the never-trained CNN stages on disk, so that a run
-    resumed in another session reads it instead of computing it again: written
-    (atomically) after an epoch in which it grew; the run removes it when it finishes."""
-
-    def __init__(self, cache, path, fingerprint: str):
-        self.cache, self.path, self.fingerprint = cache, path, fingerprint
-        self.saved = len(cache.entries)
-        self.failed = False
-        if remove_stale_temporaries(path):  # a process killed while it wrote the cache
-            log.info("%s: removed the temporary file of an interrupted write", path.parent)
-
-    def after_epoch(self, trainer, record):
-        if self.failed or len(self.cache.entries) <= self.saved:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.cache.save(self.path, self.fingerprint)
-        except OSError as exc:  # the cache only saves time: training goes on without it
-            self.failed = True
-            log.warning("%s: could not be saved (%s); training goes on, and a resumed run "
-                        "computes the frozen stages again", self.path, exc)
-            return
-        self.saved = len(self.cache.entries)
-
-
 def finite_or_raise(terms: dict[str, torch.Tensor], where: str) -> None:
     from mia.utils.errors import MiaError
 

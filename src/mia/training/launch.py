@@ -29,14 +29,8 @@ from mia.scoring.exact import granularity_scores
 from mia.text.vocab import Vocabulary
 from mia.training import distributed
 from mia.training.branch import Start, check_train_data, load_start
-from mia.training.hooks import (
-    Checkpointer,
-    FeatureCacheKeeper,
-    JsonlLogger,
-    TensorBoardLogger,
-    Validator,
-)
-from mia.training.step import stages_fingerprint
+from mia.training.feature_cache import RunFeatureCache
+from mia.training.hooks import Checkpointer, JsonlLogger, TensorBoardLogger, Validator
 from mia.training.trainer import Trainer
 from mia.utils.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from mia.utils.errors import CheckpointError, MiaError
@@ -198,10 +192,10 @@ def _train(launch: Launch) -> dict:
             Checkpointer(run).save_last(trainer)
         log.info("starting %s at step %d from %s", run.path,
                  start.state["position"]["step"] + 1, start.record["checkpoint"])
-    cache_file = _keep_feature_cache(trainer, launch, identity)
+    kept = _keep_feature_cache(trainer, launch, identity)
     history = trainer.fit()
-    if cache_file is not None:  # finished: nothing will resume it
-        cache_file.unlink(missing_ok=True)
+    if kept is not None:  # finished: nothing will resume it
+        kept.finish()
     summary = {"run": str(run.path), "epochs": len(history), "best": trainer.best,
                "last_val": next((h["val"] for h in reversed(history) if "val" in h), None),
                "seconds": round(sum(h["seconds"] for h in history), 1)}
@@ -265,25 +259,23 @@ def _trainer(launch: Launch, data, train_records, labels, model: MIA) -> Trainer
                    progress=launch.progress, ctx=ctx, precision=launch.precision["resolved"])
 
 
-def _keep_feature_cache(trainer: Trainer, launch: Launch, identity: dict) -> Path | None:
-    """RUN/cache/: the run-wide cache of the never-trained CNN stages, read back when the
-    run resumes and kept up to date while it trains (one file per process)."""
-    cache = trainer.shared_cache
-    if cache is None:
+def _keep_feature_cache(trainer: Trainer, launch: Launch,
+                        identity: dict) -> RunFeatureCache | None:
+    """The run-wide cache of the never-trained CNN stages in RUN/cache/
+    (:class:`.feature_cache.RunFeatureCache`), read back when the run resumes and kept
+    up to date while it trains; None when the run has none."""
+    kept = RunFeatureCache.open(trainer, launch.run.path, launch.cfg,
+                                train_data=identity["sha256"],
+                                precision=launch.precision["resolved"],
+                                device=launch.device.type, rank=launch.ctx.rank,
+                                resume=launch.state is not None)
+    if kept is None:
         return None
-    cfg, run, dev = launch.cfg, launch.run, launch.device
-    fingerprint = stages_fingerprint(
-        trainer.model, cache.depth, train_data=identity["sha256"], height=cfg.data.height,
-        width=cfg.data.width, precision=launch.precision["resolved"], device=dev.type,
-        channels_last=cfg.train.channels_last, backbone=cfg.model.backbone)
-    path = run.path / "cache" / f"frozen-stages-{launch.ctx.rank}.pt"
-    if launch.state is not None:
-        read = cache.load(path, fingerprint)
-        if read:
-            log.info("feature cache: %d entries of CNN stages 1-%d read from %s", read,
-                     cache.depth, path)
-    trainer.hooks.append(FeatureCacheKeeper(cache, path, fingerprint))
-    return path
+    if kept.read:
+        log.info("feature cache: %d entries of CNN stages 1-%d read from %s", kept.read,
+                 kept.cache.depth, kept.path)
+    trainer.hooks.append(kept.keeper())
+    return kept
 
 
 def check_resumed_data(run: RunDir, identity: dict) -> None:

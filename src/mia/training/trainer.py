@@ -15,9 +15,10 @@ from mia.config import Config, StepConfig
 from mia.data.loading import TrainPairs, UniqueImageBatchSampler, collate_pairs
 from mia.model.mia import MIA, PARAMETER_GROUPS
 from mia.training.distributed import DistContext
+from mia.training.feature_cache import own_cache_mb, run_wide_cache
 from mia.training.hooks import Hook, finite_or_raise
 from mia.training.objectives import MatchingConfig, needs
-from mia.training.step import FrozenFeatureCache, TrainingStep
+from mia.training.step import TrainingStep
 from mia.utils.device import AUTOCAST_DTYPES, resolve_precision
 from mia.utils.errors import DatasetError
 
@@ -73,22 +74,16 @@ class Trainer:
         self.position = {"step": 0, "epoch": 0}
         self.global_iteration = 0
         # the output of the stages that never train, computed once for the whole run
-        frozen, budget = model.config.frozen_stages, config.train.feature_cache_mb
-        self.shared_cache = (FrozenFeatureCache(frozen, budget)
-                             if frozen and budget > 0 else None)
+        self.shared_cache = run_wide_cache(model.config.frozen_stages,
+                                           config.train.feature_cache_mb)
 
     @property
     def is_last_step(self) -> bool:
         return self.position["step"] >= len(self.steps) - 1
 
     def _own_cache_mb(self, step: StepConfig) -> float:
-        """Memory for the step's own cache (the stages it freezes after the run-wide ones).
-        It pays only where an image comes back within the step: a step that draws each image
-        about once (one epoch, one caption per image, as on cuhk-weak) would fill the budget
-        that the run-wide cache needs with entries hardly ever read (docs/EXPERIMENTS.md)."""
-        images = len(set(self.pairs.image_of))
-        draws = step.epochs * len(self.pairs) / max(images, 1)
-        return self.config.train.feature_cache_mb if draws >= 2 else 0.0
+        """Memory for the step's own cache (:func:`.feature_cache.own_cache_mb`)."""
+        return own_cache_mb(self.config.train.feature_cache_mb, step.epochs, self.pairs)
 
     def _make_optimizer(self, step: StepConfig) -> None:
         params = set_trainable(self.model, step.train)
