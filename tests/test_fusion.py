@@ -90,3 +90,17 @@ def test_a_corrupt_fusion_file_is_named(run_copy):
     (run_copy / "fusion.json").write_text("{\"lambda1\": 1")
     with pytest.raises(CheckpointError, match=r"fusion.json: corrupt fusion weights"):
         load_trained(run_copy)
+
+
+def test_a_weight_the_ablation_leaves_out_stays_zero():
+    torch.manual_seed(3)
+    pids = list(range(10))
+    truth = torch.eye(10)
+    scores = {"sG": torch.rand(10, 10), "sR": torch.rand(10, 10),
+              "sL": truth + 0.1 * torch.rand(10, 10)}
+    inputs = inputs_for(pids, pids)
+    assert choose_lambdas(scores, inputs, default=(1.0, 0.5))["lambda2"] > 0  # sL is perfect
+    gc_rga = choose_lambdas(scores, inputs, default=(1.0, 0.0))
+    assert gc_rga["lambda2"] == 0.0 and len(gc_rga["grid"]) == 13
+    gc = choose_lambdas(scores, inputs, default=(0.0, 0.0))
+    assert (gc["lambda1"], gc["lambda2"], len(gc["grid"])) == (0.0, 0.0, 1)

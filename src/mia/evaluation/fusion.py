@@ -31,11 +31,14 @@ def choose_lambdas(scores: dict[str, Tensor], inputs: EvalInputs, metric: str = 
                    default: tuple[float, float] = (1.0, 0.5),
                    grid: tuple[float, ...] = FUSION_GRID) -> dict:
     """The grid point with the highest sF ``metric`` (ties: higher mAP, then the point
-    nearest ``default``), with the metric at every point and at ``default``."""
+    nearest ``default``), with the metric at every point and at ``default``. A weight that
+    ``default`` sets to 0 stays 0: the ablation it belongs to (GC: both; GC + RGA: lambda2)
+    leaves that granularity out of sF."""
     def at(l1: float, l2: float) -> dict:
         return rank_metrics(fuse(scores, l1, l2), inputs.query_pids, inputs.gallery_pids)
 
-    points = [(l1, l2, at(l1, l2)) for l1 in grid for l2 in grid]
+    grid1, grid2 = ((grid if w > 0 else (0.0,)) for w in default)
+    points = [(l1, l2, at(l1, l2)) for l1 in grid1 for l2 in grid2]
 
     def rank(point):
         l1, l2, m = point
