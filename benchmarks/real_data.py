@@ -3,11 +3,15 @@ real training set, evaluated on its validation split, for several seeds.
 
     python benchmarks/real_data.py --data /data/cuhk-dev --out runs/real --seeds 0 1
     python benchmarks/real_data.py --family weak --data /data/cuhk-weak --out runs/weak
+    python benchmarks/real_data.py --family weak1k --data /data/cuhk-weak --out runs/weak1k
 
 /data/cuhk-dev is a CUHK-PEDES-format directory (reid_raw.json + imgs/) made from the
 official CUHK-PEDES validation people only (800 ids as train, 200 as val, with their real
 captions; docs/EXPERIMENTS.md says how); any dataset with train and val splits works.
-``--family weak`` uses the recipes for about 11,800 people (cuhk-weak, same val).
+``--family weak`` uses the recipes for about 11,800 people (cuhk-weak, same val);
+``--family weak1k`` the same recipes validated on val-1k (val + the ``distractors`` split,
+a 1,000-person gallery; benchmarks/build_cuhk_sets.py makes such a cuhk-weak), and it
+evaluates there unless ``--distractors none``.
 
 The three rows share their first steps: MIA is trained first, GC + RGA starts from its
 step2.pt (MIA's steps 1-2 are GC + RGA's, so nothing is trained again) and GC from its
@@ -37,7 +41,8 @@ from mia.training.launch import train  # noqa: E402
 
 FAMILIES = {family: {"GC": f"recipes/{prefix}_gc", "GC+RGA": f"recipes/{prefix}_gc_rga",
                       "MIA": f"recipes/{prefix}"}
-            for family, prefix in (("small", "cuhk_small_cpu"), ("weak", "cuhk_weak_cpu"))}
+            for family, prefix in (("small", "cuhk_small_cpu"), ("weak", "cuhk_weak_cpu"),
+                                   ("weak1k", "cuhk_weak1k_cpu"))}
 ROWS = ("GC", "GC+RGA", "MIA")
 SHARED = {"GC": "step1", "GC+RGA": "step2"}  # the MIA checkpoint each row starts from
 
@@ -73,7 +78,8 @@ def trained(name: str, seed: int, args) -> Path:
 def run(name: str, seed: int, args) -> tuple[dict, float]:
     path = trained(name, seed, args)
     seconds = json.loads((path / "summary.json").read_text())["seconds"]
-    return evaluate_run(path, Path(args.data), args.split, progress=False), seconds
+    return evaluate_run(path, Path(args.data), args.split, progress=False,
+                        distractors=args.distractors), seconds
 
 
 def main() -> None:
@@ -82,10 +88,14 @@ def main() -> None:
     parser.add_argument("--out", help="where the runs go (default: runs/real for the small "
                         "family, runs/weak for the weak one)")
     parser.add_argument("--split", default="val")
+    parser.add_argument("--distractors", metavar="SPLIT|none",
+                        help="a split whose images join the gallery (default: distractors for "
+                        "--family weak1k, none otherwise)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--family", choices=FAMILIES, default="small",
-                        help="recipes/cuhk_small_cpu* (about 900 people) or "
-                        "recipes/cuhk_weak_cpu* (about 11,800)")
+                        help="recipes/cuhk_small_cpu* (about 900 people), "
+                        "recipes/cuhk_weak_cpu* (about 11,800) or recipes/cuhk_weak1k_cpu* "
+                        "(the same, validated on val-1k)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--no-share", dest="share", action="store_false",
                         help="train every row from scratch (default: GC and GC + RGA start "
@@ -93,9 +103,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of every recipe (a variant; use another --out)")
     args = parser.parse_args()
-    args.out = args.out or {"small": "runs/real", "weak": "runs/weak"}[args.family]
+    args.out = args.out or {"small": "runs/real", "weak": "runs/weak",
+                            "weak1k": "runs/weak1k"}[args.family]
+    if args.distractors is None and args.family == "weak1k":
+        args.distractors = "distractors"
+    args.distractors = None if args.distractors == "none" else args.distractors
     print(machine_line())
-    print(f"data {args.data}, trained on train, evaluated on {args.split}; overrides: "
+    gallery = f"{args.split}{' + ' + args.distractors if args.distractors else ''}"
+    print(f"data {args.data}, trained on train, evaluated on {gallery}; overrides: "
           f"{' '.join(args.set) or 'none'}")
     print("| model | seed | sG R@1/5/10/mAP | sR | sL | sF | training |")
     print("|---|---|---|---|---|---|---|")

@@ -104,3 +104,22 @@ def test_the_schemas_sub_dataset_names_are_those_the_data_layer_recognises():
     from mia.data.subsets import SUBSETS
 
     assert set(SUBSET_NAMES) == set(SUBSETS.values())
+
+
+def test_val1k_recipes_are_the_weak_rows_validated_on_val_plus_distractors():
+    import dataclasses
+
+    from mia.training.branch import first_difference
+
+    for row in ("", "_gc", "_gc_rga"):
+        old, new = load_config(f"recipes/cuhk_weak_cpu{row}"), load_config(
+            f"recipes/cuhk_weak1k_cpu{row}")
+        assert (new.eval.distractors, new.eval.choose_lambdas) == ("distractors", True)
+        same = dataclasses.replace(new, name=old.name, description=old.description,
+                                   eval=dataclasses.replace(new.eval, distractors=None,
+                                                            choose_lambdas=False))
+        assert same.to_dict() == old.to_dict()
+    mia = load_config("recipes/cuhk_weak1k_cpu")
+    for row, steps in (("_gc", 1), ("_gc_rga", 2)):  # they start from MIA's step checkpoints
+        assert first_difference(mia, load_config(f"recipes/cuhk_weak1k_cpu{row}"),
+                                steps_done=steps) is None
