@@ -151,3 +151,17 @@ def test_mia_evaluate_takes_exactly_the_options_of_mia_evaluate_the_command():
     assert {k: v for k, v in params.items() if k != "progress"} == {
         k: v for k, v in fields.items() if k != "progress"}
     assert (params["progress"], fields["progress"]) == (False, True)
+
+
+def test_mia_train_takes_exactly_the_options_of_mia_train_the_command():
+    """mia.train spells out TrainOptions' fields as keywords: the two lists and their
+    defaults cannot drift apart."""
+    import dataclasses
+    import inspect
+
+    import mia
+    from mia.training.launch import TrainOptions
+
+    params = {name: p.default for name, p in inspect.signature(mia.train).parameters.items()
+              if p.kind is p.KEYWORD_ONLY}
+    assert params == {f.name: f.default for f in dataclasses.fields(TrainOptions)}

@@ -139,6 +139,7 @@ def train(config_name: PathLike | Config | None, data: PathLike, out: PathLike, 
     ``resume=True`` continues the run at ``out`` with its saved config. ``start_from``: a
     new run begins at another run's ``RUN/checkpoints/<step>.pt`` (``--start-from``).
     ``overrides`` change config keys (``train__seed=1``)."""
+    from mia.training.launch import TrainOptions
     from mia.training.launch import train as launch
 
     cfg = None
@@ -146,9 +147,9 @@ def train(config_name: PathLike | Config | None, data: PathLike, out: PathLike, 
         cfg = config(config_name, **overrides)
     elif overrides:
         raise ConfigError("overrides need a config (a resumed run keeps its saved config)")
-    summary = launch(cfg, Path(data), Path(out), resume=resume, format=format,
-                     skip_bad=skip_bad, progress=progress, device=device,
-                     start_from=start_from)
+    summary = launch(cfg, Path(data), Path(out), TrainOptions(
+        resume=resume, format=format, skip_bad=skip_bad, progress=progress, device=device,
+        start_from=start_from))
     return Run(Path(out), summary)
 
 

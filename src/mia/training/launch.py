@@ -22,6 +22,7 @@ from mia.data.loading import TrainPairs, UniqueImageBatchSampler
 from mia.data.pipeline import load_run_data
 from mia.data.records import label_map
 from mia.evaluation.evaluate import EvalInputs, evaluate_scores
+from mia.evaluation.run_eval import evaluate_run
 from mia.model.embeddings import ImageEmbeddings, TextEmbeddings
 from mia.model.mia import MIA
 from mia.scoring.encode import encode_captions, encode_gallery
@@ -75,12 +76,28 @@ def with_word_vectors_dim(cfg: Config) -> Config:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, word_vectors_dim=dim))
 
 
-def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resume: bool = False,
-          format: str | None = None, skip_bad: bool = False, progress: bool = True,
-          device: str | None = None, start_from: str | Path | None = None) -> dict:
-    """Train a run end to end; returns the run summary (also written to RUN/summary.json).
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every option of ``mia train`` that is not a config value (``mia.train``'s keywords),
+    declared once: config values (``--set``, ``--precision``, ...) are saved with the run,
+    these are not. ``device`` overrides ``train.device`` (a resumed run may move);
     ``start_from``: a new run continues from another run's step checkpoint
     (:mod:`mia.training.branch`)."""
+
+    resume: bool = False
+    format: str | None = None
+    skip_bad: bool = False
+    progress: bool = True
+    device: str | None = None
+    start_from: str | Path | None = None
+
+
+def train(config: Config | None, data_dir: str | Path, out: str | Path,
+          options: TrainOptions | None = None, **fields) -> dict:
+    """Train a run end to end with ``options`` (or the :class:`TrainOptions` ``fields``
+    given as keywords); returns the run summary (also written to RUN/summary.json)."""
+    o = dataclasses.replace(options or TrainOptions(), **fields)
+    resume, start_from, device = o.resume, o.start_from, o.device
     run = RunDir(Path(out))
     keep_freed_memory()
     if start_from is not None and (resume or config is None):
@@ -100,11 +117,11 @@ def train(config: Config | None, data_dir: str | Path, out: str | Path, *, resum
         _barrier(ctx)
         precision = _precision(cfg, dev, ctx)
         state = load_checkpoint(run.last, map_location=dev) if resume else None
-        summary = _train(Launch(cfg, run, data_dir, format, skip_bad, progress, dev, ctx,
-                                precision, state, start))
+        summary = _train(Launch(cfg, run, data_dir, o.format, o.skip_bad, o.progress, dev,
+                                ctx, precision, state, start))
         if cfg.eval.choose_lambdas and summary["last_val"] is not None and ctx.is_main:
-            summary["fusion"] = _choose_lambdas(cfg, run, data_dir, format, skip_bad, dev,
-                                                progress)
+            summary["fusion"] = _choose_lambdas(cfg, run, data_dir, o.format, o.skip_bad, dev,
+                                                o.progress)
             atomic_write_json(run.path / "summary.json", summary)
         return summary
     finally:
@@ -115,8 +132,6 @@ def _choose_lambdas(cfg: Config, run: RunDir, data_dir, format, skip_bad, dev,
                     progress) -> dict:
     """eval.choose_lambdas: lambda1 / lambda2 chosen on val (+ eval.distractors) for the
     run's final checkpoint, stored as RUN/fusion.json."""
-    from mia.evaluation.run_eval import evaluate_run
-
     result = evaluate_run(run.path, data_dir, "val", format=format, skip_bad=skip_bad,
                           device=str(dev), distractors=cfg.eval.distractors,
                           choose_lambdas=True, progress=progress)
