@@ -12,13 +12,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mia"
 MAX_LINES = 60  # from ``def`` to the function's last line, decorators excluded
 
-# Functions allowed over MAX_LINES for now, by qualified name ('mia.training.launch._train'),
-# while a change that shortens them is under way; remove a name once its function is short
-# (test_allowed_long_functions_are_still_long fails until it is removed). Empty: the two it
-# was made for are short now (launch._train since d019687; run_eval.evaluate_run, 59 lines,
-# was never over).
-ALLOWED_LONG: set[str] = set()
-
 
 def module_name(path: Path) -> str:
     """src/mia/retrieval/index.py -> 'mia.retrieval.index'; a package's __init__.py -> the
@@ -159,16 +152,8 @@ def test_the_cycle_check_sees_lazy_and_from_imports_but_not_type_checking_ones()
 
 def test_no_function_over_max_lines():
     long = {name: n for name, n in package_function_lengths().items()
-            if n > MAX_LINES and name not in ALLOWED_LONG}
+            if n > MAX_LINES}
     assert long == {}, f"split these into helpers of at most {MAX_LINES} lines"
-
-
-def test_allowed_long_functions_are_still_long():
-    # the allow-list cannot go stale: a shortened (or removed) function leaves it
-    lengths = package_function_lengths()
-    stale = {name: lengths.get(name) for name in ALLOWED_LONG
-             if lengths.get(name, 0) <= MAX_LINES}
-    assert stale == {}, "remove these from ALLOWED_LONG"
 
 
 def test_function_length_counts_from_def_and_names_methods():
