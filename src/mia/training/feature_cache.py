@@ -45,7 +45,7 @@ class FrozenFeatureCache:
     The stages that never train (model.frozen_stages) have one cache for the whole run
     (their output is the same in every step); a step that freezes more of the CNN (steps 1
     and 3) adds one for the stages after them, fed from the first. The run-wide one is kept
-    on disk between sessions (:meth:`save`, :meth:`load`).
+    on disk across restarts (:meth:`save`, :meth:`load`).
 
     (Computing both mirrorings of an image at its first miss was tried and dropped: over
     three epochs that computes stages 1-4 twice per image, against about 1.75 times when
@@ -90,7 +90,7 @@ class FrozenFeatureCache:
         return torch.stack([self.entries[k] for k in keys])
 
     def save(self, path: Path, fingerprint: str) -> None:
-        """Write the entries (atomically) for a later session of the same run."""
+        """Write the entries (atomically) for a later process of the same run (--resume)."""
         keys = sorted(self.entries)
         atomic_torch_save({"fingerprint": fingerprint, "depth": self.depth,
                            "keys": torch.tensor(keys, dtype=torch.int64).reshape(-1, 2),
@@ -185,7 +185,7 @@ def frozen_features(model: MIA, batch: dict[str, Tensor],
 
 class FeatureCacheKeeper(Hook):
     """Keeps the run-wide cache of the never-trained CNN stages on disk, so that a run
-    resumed in another session reads it instead of computing it again: written
+    resumed in another process reads it instead of computing it again: written
     (atomically) after an epoch in which it grew; the run removes it when it finishes."""
 
     def __init__(self, cache, path, fingerprint: str):
@@ -210,7 +210,7 @@ class FeatureCacheKeeper(Hook):
 
 
 class RunFeatureCache:
-    """RUN/cache/frozen-stages-RANK.pt: the run-wide cache of one process across sessions.
+    """RUN/cache/frozen-stages-RANK.pt: the run-wide cache of one process across restarts.
 
     :meth:`open` (at the run's start) fingerprints the frozen stages and what their output
     depends on, and reads the file back when the run resumes; :meth:`keeper` is the hook
@@ -220,7 +220,7 @@ class RunFeatureCache:
     def __init__(self, cache: FrozenFeatureCache, path: Path, fingerprint: str,
                  read: int = 0):
         self.cache, self.path, self.fingerprint = cache, path, fingerprint
-        self.read = read  # entries read back from an earlier session
+        self.read = read  # entries read back from an earlier process
 
     @classmethod
     def open(cls, trainer: Trainer, run_path: Path, cfg: Config, *, train_data: str,
@@ -228,7 +228,7 @@ class RunFeatureCache:
         """The trainer's run-wide cache (None when it has none) tied to its file:
         ``train_data`` is the training split's content hash, ``precision`` the resolved
         precision, ``device`` the device type; a resumed run (``resume``) reads back what
-        an earlier session of it saved, if the fingerprint still matches."""
+        an earlier process of it saved, if the fingerprint still matches."""
         cache = trainer.shared_cache
         if cache is None:
             return None
