@@ -59,6 +59,7 @@ def test_overrides_reach_nested_keys():
     ("train.batch_size", "expected key=value"),
     ("train.erasing=1.5", "train.erasing: must be in \\[0, 1\\], got 1.5"),
     ("train.label_smoothing=1", "train.label_smoothing: must be in \\[0, 1\\), got 1"),
+    ("data.phrase_dropout=1.0", "data.phrase_dropout: must be in \\[0, 1\\), got 1.0"),
     ("train.drop_hardest_warmup=-1", "train.drop_hardest_warmup: must be a whole number of "
      "epochs >= 0, got -1"),
 ])

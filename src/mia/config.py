@@ -60,6 +60,9 @@ class DataConfig:
     # Probability that a training word is read as <unk> (so the <unk> vector learns what
     # unseen words should look like); 0 in the paper
     word_dropout: float = 0.0
+    # Probability that a noun phrase of a training caption is removed, words and span (at
+    # least one phrase stays): phrase cutout, mia.data.augment; 0 in the paper
+    phrase_dropout: float = 0.0
     text_workers: int = 2  # processes for noun-phrase extraction (cached afterwards)
 
 
@@ -355,7 +358,9 @@ def _validate_data(d: DataConfig) -> None:
     _positive("data.workers", d.workers, allow_zero=True)
     _check(d.max_phrases is None or d.max_phrases >= 1,
            f"data.max_phrases: must be null or >= 1, got {d.max_phrases}")
-    _check(0 <= d.word_dropout < 1, f"data.word_dropout: must be in [0, 1), got {d.word_dropout}")
+    for key in ("word_dropout", "phrase_dropout"):
+        value = getattr(d, key)
+        _check(0 <= value < 1, f"data.{key}: must be in [0, 1), got {value}")
 
 
 def _validate_train(t: TrainConfig) -> None:

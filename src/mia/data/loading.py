@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from mia.data.augment import drop_phrases
 from mia.data.images import load_image, normalize, to_pixels
 from mia.data.records import ImageRecord
 from mia.text.phrases import ParsedCaption
@@ -120,14 +121,15 @@ def _item_rng(*key: int) -> random.Random:
 
 
 class TrainPairs(Dataset):
-    """One item per caption: image (randomly mirrored), caption ids (each word read as
+    """One item per caption: image (randomly mirrored), caption ids (each phrase removed
+    with probability ``phrase_dropout``, :mod:`mia.data.augment`; each word read as
     ``<unk>`` with probability ``word_dropout``), label, image index."""
 
     def __init__(self, records: list[ImageRecord], store: ImageStore, corpus: CaptionCorpus,
                  labels: dict[int, int], flip: bool = True, seed: int = 0,
-                 word_dropout: float = 0.0):
+                 word_dropout: float = 0.0, phrase_dropout: float = 0.0):
         self.records, self.store, self.flip, self.seed = records, store, flip, seed
-        self.word_dropout = word_dropout
+        self.word_dropout, self.phrase_dropout = word_dropout, phrase_dropout
         self.items = [(i, corpus.encode(c)) for i, r in enumerate(records) for c in r.captions]
         self.labels = [labels[records[i].person_id] for i, _ in self.items]
         self.epoch_key: tuple[int, ...] = (0,)
@@ -147,6 +149,8 @@ class TrainPairs(Dataset):
         image_index, caption = self.items[index]
         rng = _item_rng(self.seed, *self.epoch_key, index)
         flip = self.flip and rng.random() < 0.5
+        if self.phrase_dropout:
+            caption = drop_phrases(caption, self.phrase_dropout, rng)
         if self.word_dropout:
             caption = replace(caption, tokens=[UNK_ID if rng.random() < self.word_dropout
                                                else t for t in caption.tokens])

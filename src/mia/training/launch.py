@@ -254,7 +254,8 @@ def _trainer(launch: Launch, data, train_records, labels, model: MIA) -> Trainer
     """The trainer with its pairs, sampler and hooks (validation, logs, checkpoints)."""
     cfg, ctx = launch.cfg, launch.ctx
     pairs = TrainPairs(train_records, data.store, data.corpus, labels, flip=cfg.data.flip,
-                       seed=cfg.train.seed, word_dropout=cfg.data.word_dropout)
+                       seed=cfg.train.seed, word_dropout=cfg.data.word_dropout,
+                       phrase_dropout=cfg.data.phrase_dropout)
     sampler = UniqueImageBatchSampler(
         pairs.image_of, cfg.train.batch_size, seed=cfg.train.seed,
         person_of=[train_records[i].person_id for i in pairs.image_of],
