@@ -22,15 +22,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
 from mia.evaluation.metrics import rank_metrics  # noqa: E402
+from mia.evaluation.rerank import standardise  # noqa: E402
 from mia.viz.analysis import Analysis  # noqa: E402
 
 WEIGHTS_G = (1.0, 0.75, 0.5, 0.25, 0.0)  # weight of sG against sR's 1
 WEIGHTS_L = (0.0, 0.5, 1.0)
-
-
-def standardised(scores: torch.Tensor) -> torch.Tensor:
-    """Each query's scores minus their mean, over their standard deviation."""
-    return (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True).clamp_min(1e-12)
 
 
 def main() -> None:
@@ -52,7 +48,7 @@ def main() -> None:
     print("| score | R@1 | mean | std over a query's gallery |\n|---|---|---|---|")
     for name, s in scores.items():
         print(f"| {name} | {r1(s):.2f} | {s.mean():.3f} | {s.std(1).mean():.3f} |")
-    z = {name: standardised(s) for name, s in scores.items()}
+    z = {name: standardise(s) for name, s in scores.items()}
     right = {name: g[s.argmax(1)] == q for name, s in scores.items()}
     print("\n| pair | correlation of standardised scores | top-1 right only in the first "
           "| only in the second | in both |\n|---|---|---|---|---|")

@@ -36,7 +36,8 @@ def image_affinity(img: ImageEmbeddings) -> Tensor:
     return (glob @ glob.T + stripe) / 2
 
 
-def _standardise(x: Tensor) -> Tensor:
+def standardise(x: Tensor) -> Tensor:
+    """Each row minus its mean, over its standard deviation (a query's scores on one scale)."""
     return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-12)
 
 
@@ -50,7 +51,7 @@ def expand(scores: Tensor, affinity: Tensor, k: int, beta: float, chunk: int = 2
         rows = scores[start:start + chunk].float()
         top = rows.topk(min(k, rows.shape[1]), dim=1).indices  # [c, K]
         expansion = affinity[top].mean(1)  # [c, G]
-        out[start:start + chunk] = _standardise(rows) + beta * _standardise(expansion)
+        out[start:start + chunk] = standardise(rows) + beta * standardise(expansion)
     return out
 
 
