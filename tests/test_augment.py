@@ -8,7 +8,7 @@ import pytest
 from mia.data.augment import drop_phrases
 from mia.data.loading import EncodedCaption
 
-# words 0..8: [a woman] wearing [a red shirt] and [black pants] carrying [a bag]
+# words 0..11: [a woman] wearing [a red shirt] and [black pants] carrying [a bag]
 TOKENS = [10, 11, 20, 30, 31, 32, 40, 50, 51, 60, 70, 71]
 SPANS = [(0, 2), (3, 6), (7, 9), (10, 12)]
 PHRASE_WORDS = {tuple(TOKENS[a:b]) for a, b in SPANS}

@@ -16,8 +16,9 @@ from dataclasses import replace
 
 
 def drop_phrases(caption, p: float, rng: random.Random):
-    """An :class:`~mia.data.loading.EncodedCaption` ``caption`` with each phrase removed with probability ``p`` (at least one kept);
-    spans and (for MiniLM captions) WordPiece word indices are renumbered."""
+    """An :class:`~mia.data.loading.EncodedCaption` with each phrase removed with probability
+    ``p`` (at least one kept); spans and (for MiniLM captions) the WordPiece word indices are
+    renumbered."""
     if p <= 0 or len(caption.spans) < 2:
         return caption
     keep = [rng.random() >= p for _ in caption.spans]
