@@ -84,6 +84,25 @@ TINY = TINY_MODEL_SETS + [
     "steps.step3.epochs=1"]
 
 
+@pytest.fixture(scope="session")
+def synth_train_pairs(synth_dir):
+    """``make(**options) -> TrainPairs`` over the synthetic set's train split (seed 1, 96x32
+    images), for the tests of per-caption augmentation."""
+    from mia.data.loading import CaptionCorpus, ImageStore, TrainPairs
+    from mia.data.reader import open_dataset
+    from mia.data.records import label_map
+    from mia.text.phrases import parse_caption
+    from mia.text.vocab import Vocabulary
+
+    ds = open_dataset(synth_dir)
+    train = ds.split("train")
+    parsed = {c: parse_caption(c) for r in train for c in r.captions}
+    corpus = CaptionCorpus(parsed, Vocabulary.build(p.tokens for p in parsed.values()))
+    store = ImageStore(ds.image_root, (96, 32))
+    return lambda **options: TrainPairs(train, store, corpus, label_map(train), seed=1,
+                                        **options)
+
+
 def exec_markdown_block(page: Path, heading: str, name: str) -> None:
     """Run, as printed, the first ```python block after ``heading`` in a markdown page
     (in the current folder; the page names the file in tracebacks)."""

@@ -57,21 +57,9 @@ def test_wordpieces_follow_their_words():
 
 
 @pytest.fixture
-def pairs_of(synth_dir):
-    from mia.data.loading import CaptionCorpus, ImageStore, TrainPairs
-    from mia.data.reader import open_dataset
-    from mia.data.records import label_map
-    from mia.text.phrases import parse_caption
-    from mia.text.vocab import Vocabulary
-
-    ds = open_dataset(synth_dir)
-    train = ds.split("train")
-    parsed = {c: parse_caption(c) for r in train for c in r.captions}
-    corpus = CaptionCorpus(parsed, Vocabulary.build(p.tokens for p in parsed.values()))
-    store = ImageStore(ds.image_root, (96, 32))
-
+def pairs_of(synth_train_pairs):
     def make(p, epoch=0):
-        pairs = TrainPairs(train, store, corpus, label_map(train), seed=1, phrase_dropout=p)
+        pairs = synth_train_pairs(phrase_dropout=p)
         pairs.set_epoch(0, epoch)
         return [pairs[i]["caption"] for i in range(40)]
     return make

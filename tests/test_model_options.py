@@ -150,22 +150,11 @@ def test_a_phrase_reads_its_words_exactly_as_a_sentence_of_those_words():
     torch.testing.assert_close(emb.phrases[0, 1], alone[0])
 
 
-def test_word_dropout_reads_words_as_unknown_deterministically(synth_dir):
-    from mia.data.loading import CaptionCorpus, ImageStore, TrainPairs
-    from mia.data.reader import open_dataset
-    from mia.data.records import label_map
-    from mia.text.phrases import parse_caption
-    from mia.text.vocab import UNK_ID, Vocabulary
-
-    ds = open_dataset(synth_dir)
-    train = ds.split("train")
-    parsed = {c: parse_caption(c) for r in train for c in r.captions}
-    vocab = Vocabulary.build(p.tokens for p in parsed.values())
-    store = ImageStore(ds.image_root, (96, 32))
-    corpus = CaptionCorpus(parsed, vocab)
+def test_word_dropout_reads_words_as_unknown_deterministically(synth_train_pairs):
+    from mia.text.vocab import UNK_ID
 
     def tokens(p):
-        pairs = TrainPairs(train, store, corpus, label_map(train), seed=1, word_dropout=p)
+        pairs = synth_train_pairs(word_dropout=p)
         pairs.set_epoch(0, 0)
         return [t for i in range(40) for t in pairs[i]["caption"].tokens]
 
